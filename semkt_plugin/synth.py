@@ -20,15 +20,23 @@ shadows; the longest clips everything above ``1 / 16``.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from .kalantari import SPLITS, write_scene
 
 GAMMA = 2.2
 SHOT = 1e-3  # shot-noise variance per unit signal (a 1000 e- full well, normalised)
 READ = 3e-3  # read-noise standard deviation, in units of sensor white
 ADC_BITS = 12
 STOPS = (0.0, 2.0, 4.0)  # EV -2 / 0 / +2 around the reference, relative to the shortest
+RAW_BITS = 10
+RAW_FRAMES = 5
+VERSION = 1  # bump when the generator's output changes, so stale datasets are not reused
 
 
 @dataclass
@@ -48,6 +56,22 @@ class Scene:
     stops: tuple[float, ...]
     instances: np.ndarray
     frame_instances: np.ndarray = field(repr=False)
+
+
+@dataclass
+class RawScene:
+    """One dynamic RAW bracket in BracketIRE's convention (see ``make_raw_scene``).
+
+    gt: (4, H/2, W/2) float32 linear packed RGGB of the reference (frame 0), about [0, 16].
+    raws: (5, 4, H/2, W/2) float32 10-bit levels / 1023, shortest first.
+    exposures: exposure of each frame relative to ``gt``: 4**(t - 2).
+    instances: (H/2, W/2) int32 object IDs in the reference frame, 0 = background.
+    """
+
+    gt: np.ndarray
+    raws: np.ndarray
+    exposures: tuple[float, ...]
+    instances: np.ndarray
 
 
 def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -155,13 +179,36 @@ def _paste(img: np.ndarray, ids: np.ndarray, sprite: np.ndarray, mask: np.ndarra
     ids[y0:y1, x0:x1][m] = oid
 
 
+def _sensor(rng: np.random.Generator, x: np.ndarray, bits: int) -> np.ndarray:
+    """Noisy, clipped, quantised linear sensor values in [0, 1] for a linear exposure ``x`` (1 = sensor white)."""
+    noisy = x + rng.standard_normal(x.shape) * np.sqrt(SHOT * x + READ**2)
+    levels = 2**bits - 1
+    return np.round(np.clip(noisy, 0, 1) * levels) / levels
+
+
 def capture(rng: np.random.Generator, radiance: np.ndarray, stop: float) -> np.ndarray:
     """Simulate one gamma-encoded capture (H, W, 3) in [0, 1] of linear radiance (H, W, 3) at 2**stop."""
-    x = radiance * 2.0**stop
-    noisy = x + rng.standard_normal(x.shape) * np.sqrt(SHOT * x + READ**2)
-    levels = 2**ADC_BITS - 1
-    raw = np.round(np.clip(noisy, 0, 1) * levels) / levels
-    return (raw ** (1 / GAMMA)).astype(np.float32)
+    return (_sensor(rng, radiance * 2.0**stop, ADC_BITS) ** (1 / GAMMA)).astype(np.float32)
+
+
+def _objects(rng: np.random.Generator, h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """2-5 moving objects as (sprite, mask, reference centre (2,), velocity per frame (2,))."""
+    objects = []
+    for _ in range(int(rng.integers(2, 6))):
+        sprite, mask = _sprite(rng, rng.uniform(0.08, 0.2) * min(h, w))
+        centre = rng.uniform([0.1 * h, 0.1 * w], [0.9 * h, 0.9 * w])
+        velocity = rng.uniform(-0.06, 0.06, 2) * min(h, w)
+        objects.append((sprite, mask, centre, velocity))
+    return objects
+
+
+def _render(background: np.ndarray, objects: list, time: float) -> tuple[np.ndarray, np.ndarray]:
+    """Radiance (H, W, 3) and object IDs (H, W) at ``time`` frames after the reference."""
+    img, ids = background.copy(), np.zeros(background.shape[:2], np.int32)
+    for oid, (sprite, mask, centre, velocity) in enumerate(objects, start=1):
+        top, left = np.round(centre + time * velocity).astype(int) - mask.shape[0] // 2
+        _paste(img, ids, sprite, mask, top, left, oid)
+    return img, ids
 
 
 def make_scene(seed: int, size: tuple[int, int] = (256, 256), stops: tuple[float, ...] = STOPS) -> Scene:
@@ -177,26 +224,80 @@ def make_scene(seed: int, size: tuple[int, int] = (256, 256), stops: tuple[float
     h, w = size
     rng = np.random.default_rng(seed)
     background = _background(rng, h, w)
-    objects = []
-    for _ in range(int(rng.integers(2, 6))):
-        size_px = rng.uniform(0.08, 0.2) * min(h, w)
-        sprite, mask = _sprite(rng, size_px)
-        centre = rng.uniform([0.1 * h, 0.1 * w], [0.9 * h, 0.9 * w])
-        velocity = rng.uniform(-0.06, 0.06, 2) * min(h, w)  # per frame, reference in the middle
-        objects.append((sprite, mask, centre, velocity))
-
-    frames, frame_ids = [], np.zeros((3, h, w), np.int32)
-    for f in range(3):
-        img = background.copy()
-        for oid, (sprite, mask, centre, velocity) in enumerate(objects, start=1):
-            top, left = np.round(centre + (f - 1) * velocity).astype(int) - mask.shape[0] // 2
-            _paste(img, frame_ids[f], sprite, mask, top, left, oid)
-        frames.append(img)
+    objects = _objects(rng, h, w)
+    frames, ids = zip(*(_render(background, objects, f - 1) for f in range(3)))
     ldrs = [capture(rng, frames[f], stops[f]) for f in range(3)]
     return Scene(
         hdr=frames[1].astype(np.float32),
         ldrs=ldrs,
         stops=tuple(float(s) for s in stops),
-        instances=frame_ids[1].copy(),
-        frame_instances=frame_ids,
+        instances=ids[1].copy(),
+        frame_instances=np.stack(ids),
     )
+
+
+def pack_rggb(rgb: np.ndarray) -> np.ndarray:
+    """Mosaic (H, W, 3) RGB into packed RGGB (4, H/2, W/2): R at (0, 0), G at (0, 1) and (1, 0), B at (1, 1)."""
+    return np.stack([rgb[0::2, 0::2, 0], rgb[0::2, 1::2, 1], rgb[1::2, 0::2, 1], rgb[1::2, 1::2, 2]])
+
+
+def make_raw_scene(seed: int, size: tuple[int, int] = (256, 256)) -> RawScene:
+    """Generate one dynamic five-frame RAW bracket in BracketIRE's convention, deterministic in ``seed``.
+
+    BracketIRE (cszhilu1998/BracketIRE, ``syn_data_gen/gen_bracket.py``) stores frames ``raw_{4**t}.npy``,
+    t = 0..4, captured at exposure ``4**(t - 2)`` relative to the ground truth, 10-bit, read as ``/ 1023``;
+    TMRNet's caller multiplies frame t by ``4**(2 - t)`` and frame 0 (the shortest) is the reference.  The
+    ground truth is therefore about [0, 16]; its loss uses ``gt / 16``.  Unlike BracketIRE we do not average
+    sub-frames, so longer frames carry displacement but no motion blur.
+
+    Args:
+        seed: any non-negative int; the same seed gives identical arrays.
+        size: (H, W) of the RGB scene before packing, both even.
+    """
+    h, w = size
+    if h % 2 or w % 2:
+        raise ValueError(f"RAW scenes pack 2×2 Bayer cells: size must be even, got {size}")
+    rng = np.random.default_rng(seed)
+    background = _background(rng, h, w)
+    objects = _objects(rng, h, w)
+    # half the LDR scenes' per-frame speed: five frames then span about as much motion as three
+    frames, ids = zip(*(_render(background, objects, t / 2) for t in range(RAW_FRAMES)))
+    raws = np.stack([_sensor(rng, pack_rggb(frames[t]) * 4.0**t, RAW_BITS) for t in range(RAW_FRAMES)])
+    return RawScene(
+        gt=(4.0 ** (RAW_FRAMES // 2) * pack_rggb(frames[0])).astype(np.float32),
+        raws=raws.astype(np.float32),
+        exposures=tuple(4.0 ** (t - RAW_FRAMES // 2) for t in range(RAW_FRAMES)),
+        instances=ids[0][0::2, 0::2].copy(),
+    )
+
+
+def _scene_seed(seed: int, split: str, index: int) -> int:
+    """Independent per-scene seed from the dataset seed, the split and the scene index."""
+    return int(np.random.SeedSequence([seed, SPLITS.index(split), index]).generate_state(1)[0])
+
+
+def generate_dataset(
+    root: str | Path, n_train: int = 16, n_test: int = 4, size: tuple[int, int] = (256, 256), seed: int = 0
+) -> Path:
+    """Write a synthetic dataset in Kalantari's layout (plus ``instances.png``) and return ``root``.
+
+    ``root/synth.json`` records the arguments; if it matches, nothing is regenerated.
+    """
+    root = Path(root)
+    manifest = {"version": VERSION, "n_train": n_train, "n_test": n_test, "size": list(size), "seed": seed}
+    manifest_path = root / "synth.json"
+    if manifest_path.exists():
+        if json.loads(manifest_path.read_text()) == manifest:
+            return root
+        raise FileExistsError(
+            f"{root} holds a synthetic dataset made with other settings ({manifest_path.read_text().strip()}); "
+            "delete it or pass another root"
+        )
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} is not empty and has no synth.json: pass an empty or new folder")
+    jobs = [(split, i) for split, n in zip(SPLITS, (n_train, n_test)) for i in range(n)]
+    for split, i in tqdm(jobs, desc=f"synthetic scenes -> {root}"):
+        scene = make_scene(_scene_seed(seed, split, i), size)
+        write_scene(root / split / f"{i:03d}", scene.ldrs, scene.stops, scene.hdr, scene.instances)
+    manifest_path.write_text(json.dumps(manifest) + "\n")  # written last: a partial dataset never matches
+    return root

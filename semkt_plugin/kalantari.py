@@ -1,0 +1,172 @@
+"""Kalantari & Ramamoorthi (SIGGRAPH 2017) dataset layout: reader, writer and an AHDR-style ``Dataset``.
+
+Layout, as read by upstream AHDRNet (``GenerH5Data``) and HDR-Transformer (``dataset_sig17.py``)::
+
+    <root>/Training|Test/<scene>/
+        *.tif          three 16-bit RGB LDR frames; sorted file name order = short, reference, long
+        exposure.txt   one number per line: stops relative to the shortest (e.g. 0 2 4); exposure = 2**stops
+        HDRImg.hdr     Radiance RGBE, linear, aligned with the reference frame,
+                       radiometrically at the shortest frame's scale (LDR ≈ clip(HDR * exposure) ** (1 / 2.2))
+        instances.png  (ours, optional) uint16 object IDs in the reference frame, 0 = background
+
+LDR values are ``tif / 65535`` (Matlab ``im2single``, which AHDRNet uses; HDR-Transformer divides by 2**16,
+1.5e-5 less).  ``.hdr`` files are read and written with OpenCV, which stores BGR: we convert to RGB.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+import torch
+from torch.utils.data import Dataset
+
+GAMMA = 2.2
+SPLITS = ("Training", "Test")
+
+
+@dataclass
+class KalantariScene:
+    """One scene as stored on disk.
+
+    ldrs: 3 × (H, W, 3) float32 in [0, 1], RGB, short / reference / long.
+    stops: (3,) float64 stops relative to the shortest; exposure = 2**stops.
+    hdr: (H, W, 3) float32 linear RGB, or None if the scene has no ``HDRImg.hdr``.
+    instances: (H, W) int32 object IDs, or None if the scene has no ``instances.png``.
+    """
+
+    name: str
+    ldrs: list[np.ndarray]
+    stops: np.ndarray
+    hdr: np.ndarray | None
+    instances: np.ndarray | None
+
+
+def scene_dirs(root: str | Path, split: str) -> list[Path]:
+    """Sorted scene folders of ``<root>/<split>``, split being "Training" or "Test"."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: expected Kalantari layout <root>/{split}/<scene>/")
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def read_hdr(path: str | Path) -> np.ndarray:
+    """Read a Radiance RGBE file as (H, W, 3) float32 linear RGB."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read Radiance HDR file {path}")
+    return np.ascontiguousarray(bgr[..., ::-1], dtype=np.float32)
+
+
+def write_hdr(path: str | Path, hdr: np.ndarray) -> None:
+    """Write (H, W, 3) linear RGB as Radiance RGBE (8-bit shared-exponent precision)."""
+    if hdr.ndim != 3 or hdr.shape[2] != 3:
+        raise ValueError(f"write_hdr needs an (H, W, 3) image, got shape {hdr.shape}")
+    bgr = np.ascontiguousarray(np.clip(hdr, 0, None)[..., ::-1], dtype=np.float32)
+    if not cv2.imwrite(str(path), bgr):
+        raise OSError(f"OpenCV failed to write {path}")
+
+
+def read_scene(scene_dir: str | Path) -> KalantariScene:
+    """Read one scene folder; ``HDRImg.hdr`` and ``instances.png`` are optional."""
+    scene_dir = Path(scene_dir)
+    tifs = sorted(scene_dir.glob("*.tif"))
+    if len(tifs) != 3:
+        raise ValueError(f"{scene_dir} has {len(tifs)} .tif files, expected 3 (short, reference, long)")
+    ldrs = []
+    for tif in tifs:
+        img = tifffile.imread(tif)
+        if img.dtype != np.uint16 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError(f"{tif} is {img.dtype} {img.shape}, expected 16-bit RGB (H, W, 3)")
+        ldrs.append(img.astype(np.float32) / 65535)
+    stops = np.loadtxt(scene_dir / "exposure.txt", ndmin=1)
+    if stops.shape != (3,):
+        raise ValueError(f"{scene_dir / 'exposure.txt'} holds {stops.size} values, expected 3 (one per line)")
+    hdr_path, ids_path = scene_dir / "HDRImg.hdr", scene_dir / "instances.png"
+    hdr = read_hdr(hdr_path) if hdr_path.exists() else None
+    instances = cv2.imread(str(ids_path), cv2.IMREAD_UNCHANGED).astype(np.int32) if ids_path.exists() else None
+    return KalantariScene(scene_dir.name, ldrs, stops, hdr, instances)
+
+
+def write_scene(
+    scene_dir: str | Path,
+    ldrs: list[np.ndarray],
+    stops: list[float] | np.ndarray,
+    hdr: np.ndarray | None = None,
+    instances: np.ndarray | None = None,
+) -> Path:
+    """Write one scene folder in Kalantari's layout.
+
+    Args:
+        ldrs: 3 × (H, W, 3) float in [0, 1], RGB, short / reference / long; stored as 16-bit tif.
+        stops: 3 stops relative to the shortest.
+        hdr: (H, W, 3) linear RGB at the shortest frame's scale, stored as ``HDRImg.hdr``.
+        instances: (H, W) int object IDs in [0, 65535], stored as uint16 ``instances.png``.
+    """
+    if len(ldrs) != 3 or len(stops) != 3:
+        raise ValueError(f"a scene has 3 LDR frames and 3 stops, got {len(ldrs)} and {len(stops)}")
+    scene_dir = Path(scene_dir)
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    for k, ldr in enumerate(ldrs, start=1):
+        tifffile.imwrite(scene_dir / f"ldr_{k}.tif", np.round(np.clip(ldr, 0, 1) * 65535).astype(np.uint16))
+    (scene_dir / "exposure.txt").write_text("".join(f"{float(s):g}\n" for s in stops))
+    if hdr is not None:
+        write_hdr(scene_dir / "HDRImg.hdr", hdr)
+    if instances is not None:
+        if instances.min() < 0 or instances.max() > 65535:
+            raise ValueError("instance IDs must lie in [0, 65535] to fit a uint16 PNG")
+        cv2.imwrite(str(scene_dir / "instances.png"), instances.astype(np.uint16))
+    return scene_dir
+
+
+def ahdr_inputs(ldrs: list[np.ndarray], stops: np.ndarray) -> list[np.ndarray]:
+    """AHDRNet's inputs: 3 × (6, H, W) float32 ``concat(LDR, LDR**2.2 / 2**stop)`` from 3 × (H, W, 3) LDRs."""
+    return [
+        np.concatenate([ldr, ldr**GAMMA / 2.0**stop], axis=2).transpose(2, 0, 1).astype(np.float32)
+        for ldr, stop in zip(ldrs, stops)
+    ]
+
+
+class KalantariDataset(Dataset):
+    """Scenes of ``<root>/<split>`` as ``(x1, x2, x3, hdr)``: three (6, H, W) AHDR inputs and the (3, H, W) label.
+
+    With ``crop`` set, each item is a random ``crop × crop`` patch, randomly flipped / rotated by 180°
+    when ``augment`` (AHDRNet's geometric augmentation).  Scenes are read once and kept in memory.
+    """
+
+    def __init__(self, root: str | Path, split: str = "Training", crop: int | None = None, augment: bool = False):
+        self.scenes = [read_scene(d) for d in scene_dirs(root, split)]
+        if not self.scenes:
+            raise ValueError(f"no scenes in {Path(root) / split}")
+        missing = [s.name for s in self.scenes if s.hdr is None]
+        if missing:
+            raise ValueError(f"scenes without HDRImg.hdr in {Path(root) / split}: {missing}")
+        self.crop, self.augment = crop, augment
+        self.items = [
+            (np.concatenate(ahdr_inputs(s.ldrs, s.stops)), s.hdr.transpose(2, 0, 1).copy()) for s in self.scenes
+        ]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        x, y = self.items[index]
+        if self.crop is not None:
+            h, w = y.shape[1:]
+            if self.crop > min(h, w):
+                raise ValueError(f"crop {self.crop} exceeds scene size {h}×{w}: use a smaller crop")
+            top, left = random.randint(0, h - self.crop), random.randint(0, w - self.crop)
+            x = x[:, top : top + self.crop, left : left + self.crop]
+            y = y[:, top : top + self.crop, left : left + self.crop]
+        if self.augment:
+            if random.random() < 0.5:
+                x, y = x[:, :, ::-1], y[:, :, ::-1]
+            if random.random() < 0.5:
+                x, y = x[:, ::-1], y[:, ::-1]
+        x = torch.from_numpy(np.ascontiguousarray(x))
+        return x[0:6], x[6:12], x[12:18], torch.from_numpy(np.ascontiguousarray(y))
