@@ -66,12 +66,14 @@ class RawScene:
     raws: (5, 4, H/2, W/2) float32 10-bit levels / 1023, shortest first.
     exposures: exposure of each frame relative to ``gt``: 4**(t - 2).
     instances: (H/2, W/2) int32 object IDs in the reference frame, 0 = background.
+    frame_instances: (5, H/2, W/2) int32 object IDs in each frame (index 0 equals ``instances``).
     """
 
     gt: np.ndarray
     raws: np.ndarray
     exposures: tuple[float, ...]
     instances: np.ndarray
+    frame_instances: np.ndarray = field(repr=False)
 
 
 def _upsample(grid: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -268,6 +270,7 @@ def make_raw_scene(seed: int, size: tuple[int, int] = (256, 256)) -> RawScene:
         raws=raws.astype(np.float32),
         exposures=tuple(4.0 ** (t - RAW_FRAMES // 2) for t in range(RAW_FRAMES)),
         instances=ids[0][0::2, 0::2].copy(),
+        frame_instances=np.stack(ids)[:, 0::2, 0::2],
     )
 
 
