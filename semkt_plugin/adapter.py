@@ -23,12 +23,14 @@ class HookPoint:
         kind: ``"forward"`` captures the module's output; ``"pre"`` captures its input (the tensor that reaches it).
         select: when the output (or, for ``"pre"``, the positional inputs) is a tuple or list, which element to take.
         call: which call to keep when the module runs several times in one forward (a conv shared by the
-            frames fires once per frame): ``0`` the first, ``-1`` the last.
+            frames fires once per frame): ``0``-based, or ``-1`` for the last.
         layout: ``"map"`` for ``(B, C, H, W)``; ``"tokens"`` for ``(B, L, C)`` transformer tokens, turned into a
             map of ``L = h·w`` cells laid out row by row, ``h/w`` taken from the model output's aspect.
         frames: when the module sees the frames folded into the batch, ``(B·frames, C, H, W)``, how many
             frames; :attr:`frame` is the one kept.
         frame: index of the frame kept when ``frames > 1`` (the reference frame, usually).
+        channels: channels of the captured map; ``None`` infers them from the module's layers
+            (``out_channels`` of the last one for ``"forward"``, ``in_channels`` of the first for ``"pre"``).
     """
 
     path: str
@@ -38,8 +40,11 @@ class HookPoint:
     layout: Literal["map", "tokens"] = "map"
     frames: int = 1
     frame: int = 0
+    channels: int | None = None
 
     def __post_init__(self) -> None:
+        if self.call < -1:
+            raise ValueError(f"HookPoint {self.path!r}: call must be a 0-based index or -1 (the last), got {self.call}")
         if self.kind not in ("forward", "pre"):
             raise ValueError(f"HookPoint {self.path!r}: kind must be 'forward' or 'pre', got {self.kind!r}")
         if self.layout not in ("map", "tokens"):

@@ -1,0 +1,101 @@
+"""All settings of the plugin, with the paper's defaults."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+
+@dataclass
+class Config:
+    """Semantic Knowledge Transfer settings. Defaults are the paper's (§3.3–3.5) unless noted.
+
+    Attributes:
+        lambda_content: λ1 of eq. 14, weight of L_content.
+        lambda_color: λ2 of eq. 14, weight of L_color.
+        lambda_feat: weight of L_feat (1 in eq. 14).
+        lambda_spg: weight of the teacher's L_spg (eq. 13) in the returned loss.
+        perceptual: φ of eq. 5: ``"vgg19"`` (the paper's), ``"skb"`` (the SKB backbone, no extra network) or
+            ``"none"``.
+        perceptual_weight: λ of eq. 5.
+        perceptual_weights: VGG19 state_dict file; ``None`` looks in torch's hub cache.
+        skb_weights: SKB checkpoint: a local path, ``"standin"`` (the offline stand-in shipped with semkt), or a
+            name ultralytics downloads when online (``"FastSAM-s.pt"``).
+        skb_arch: build the SKB from this ultralytics yaml (``"yolov8s-seg.yaml"``) and load ``skb_weights`` as a
+            state_dict into it, or random weights when ``skb_weights`` is ``None`` (tests only).
+        num_regions: N, how many region maps p_m the SKB gives the color loss.
+        mu: μ of the μ-law in T.
+        hist_bins: histogram bins on ``[0, 1]``.
+        hist_kernel: ``"sigmoid"`` (slope-400 window, as the public SKF code) or ``"gaussian"`` (eq. 7).
+        hist_slope: slope of the sigmoid kernel.
+        hist_bandwidth: Gaussian bandwidth in ``[0, 1]`` units (``None``: one bin width).
+        hist_chunk: pixels per checkpointed chunk (memory ≈ 12·B·C·chunk·bins bytes at peak).
+        teacher_dim: width of the SPGRM.
+        teacher_heads: attention heads in its Prior Fusion Blocks.
+        skam_latent: SKAM latent channels.
+        skam_ratio: SKAM mask ratio: share of the teacher latent in the mix.
+        seed: seed of the SKAM mask generator.
+        use_content, use_color, use_skam, use_priors: ablation switches (Table 3): L_content, L_color, SKAM, the
+            SKB priors in the teacher (off: a plain second-stage teacher; the SKB is then only loaded if the
+            color loss or ``perceptual="skb"`` needs it).
+        teacher_moves_orm: let L_spg's gradient reach the ORM through T(H_in) (off in the paper's scheme).
+    """
+
+    lambda_content: float = 1e-3
+    lambda_color: float = 100.0
+    lambda_feat: float = 1.0
+    lambda_spg: float = 1.0
+    perceptual: Literal["vgg19", "skb", "none"] = "vgg19"
+    perceptual_weight: float = 1e-2
+    perceptual_weights: str | None = None
+    skb_weights: str | None = "FastSAM-s.pt"
+    skb_arch: str | None = None
+    num_regions: int = 16
+    mu: float = 5000.0
+    hist_bins: int = 256
+    hist_kernel: Literal["sigmoid", "gaussian"] = "sigmoid"
+    hist_slope: float = 400.0
+    hist_bandwidth: float | None = None
+    hist_chunk: int = 4096
+    teacher_dim: int = 32
+    teacher_heads: int = 2
+    skam_latent: int = 64
+    skam_ratio: float = 0.5
+    seed: int = 0
+    use_content: bool = True
+    use_color: bool = True
+    use_skam: bool = True
+    use_priors: bool = True
+    teacher_moves_orm: bool = False
+
+    def __post_init__(self) -> None:
+        if self.perceptual not in ("vgg19", "skb", "none"):
+            raise ValueError(f"perceptual must be 'vgg19', 'skb' or 'none', got {self.perceptual!r}")
+        if self.hist_kernel not in ("sigmoid", "gaussian"):
+            raise ValueError(f"hist_kernel must be 'sigmoid' or 'gaussian', got {self.hist_kernel!r}")
+        if not 0.0 <= self.skam_ratio <= 1.0:
+            raise ValueError(f"skam_ratio must be in [0, 1], got {self.skam_ratio}")
+        for name in ("hist_bins", "hist_chunk", "teacher_dim", "skam_latent", "num_regions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if isinstance(self.skb_weights, Path):
+            self.skb_weights = str(self.skb_weights)
+
+    @property
+    def needs_skb(self) -> bool:
+        """Whether any enabled part reads the SKB."""
+        return self.use_priors or self.use_color or (self.use_content and self.perceptual == "skb")
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with ``changes``; unknown names raise with the list of fields."""
+        return merge(self, changes)
+
+
+def merge(config: Config, changes: Mapping[str, Any]) -> Config:
+    """``config`` with ``changes`` applied; unknown names raise with the list of fields."""
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(changes) - known
+    if unknown:
+        raise ValueError(f"unknown Config fields {sorted(unknown)}; fields are {sorted(known)}")
+    return dataclasses.replace(config, **changes)

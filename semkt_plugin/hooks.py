@@ -1,0 +1,174 @@
+"""Capture intermediate features of an unmodified model by module name (like timm's ``FeatureHooks``).
+
+Hooks only read: they return ``None``, so the model computes exactly what it computed before. Each capture is a
+``clone()`` because the next layer may work in place (``LeakyReLU(inplace=True)`` after a hooked conv), which
+would silently overwrite a view and break autograd. A forward pre-hook on the root model starts a new capture
+round, so an exception in the user's forward leaves nothing behind past the next forward.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .adapter import HookPoint
+
+
+def unwrap_container(model: nn.Module) -> nn.Module:
+    """The user's model behind DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def find_module(model: nn.Module, path: str) -> nn.Module:
+    """``model.get_submodule(path)`` with an error that lists the closest real module names."""
+    names = dict(model.named_modules())
+    if path in names:
+        return names[path]
+    close = difflib.get_close_matches(path, [n for n in names if n], n=5, cutoff=0.4)
+    hint = f"closest module names: {', '.join(close)}" if close else "no module name is close"
+    raise KeyError(
+        f"hook point {path!r} is not a module of {type(model).__name__} ({hint}). "
+        "Fix the adapter's hook path; `semkt check` lists what fires."
+    )
+
+
+def _pick(value: Any, select: int, path: str) -> Tensor:
+    if isinstance(value, (tuple, list)):
+        if not -len(value) <= select < len(value):
+            raise IndexError(f"hook point {path!r}: select={select} but the module gave {len(value)} values")
+        value = value[select]
+    if not isinstance(value, Tensor):
+        raise TypeError(f"hook point {path!r} captured a {type(value).__name__}, not a tensor; set `select`")
+    return value
+
+
+def tokens_to_map(tokens: Tensor, aspect: float) -> Tensor:
+    """Lay ``(B, L, C)`` transformer tokens out as a ``(B, C, h, w)`` map, row by row.
+
+    ``h·w = L`` is the factorisation closest to the image's aspect ``H / W``; this also covers models that
+    pad to a multiple of their window before tokenising.
+    """
+    b, length, c = tokens.shape
+    divisors = [h for h in range(1, int(math.isqrt(length)) + 1) if length % h == 0]
+    divisors += [length // h for h in divisors]
+    h = min(divisors, key=lambda d: abs(math.log(d * d / length / aspect)))
+    return tokens.transpose(1, 2).reshape(b, c, h, length // h)
+
+
+def to_map(x: Tensor, point: HookPoint, aspect: float) -> Tensor:
+    """Apply a hook point's layout rules: tokens to a map, folded frames to the kept frame.
+
+    Args:
+        x: the captured tensor, ``(B·frames, C, H, W)`` or ``(B, L, C)``.
+        point: its hook point.
+        aspect: ``H / W`` of the model output, for tokens.
+
+    Returns:
+        ``(B, C, h, w)``.
+    """
+    if point.layout == "tokens":
+        if x.ndim != 3:
+            raise ValueError(f"hook point {point.path!r} is declared layout='tokens' but captured {tuple(x.shape)}")
+        x = tokens_to_map(x, aspect)
+    if point.frames > 1:
+        x = x.reshape(-1, point.frames, *x.shape[1:])[:, point.frame]
+    if x.ndim != 4:
+        raise ValueError(
+            f"hook point {point.path!r} captured shape {tuple(x.shape)}, not a (B, C, H, W) map; "
+            "declare layout='tokens' for (B, L, C) tokens, or hook another module"
+        )
+    return x
+
+
+def infer_channels(module: nn.Module, kind: str) -> int | None:
+    """Channels a module outputs (``kind="forward"``) or takes (``"pre"``), from its layers; ``None`` if unknown."""
+    attrs = ("out_channels", "out_features") if kind == "forward" else ("in_channels", "in_features")
+    layers = list(module.modules())
+    for layer in reversed(layers) if kind == "forward" else layers:
+        for attr in attrs:
+            if isinstance(getattr(layer, attr, None), int):
+                return getattr(layer, attr)
+        if isinstance(layer, nn.LayerNorm):
+            return layer.normalized_shape[-1]
+    return None
+
+
+class FeatureHooks:
+    """Forward (or pre-forward) hooks at named modules that keep one clone per hook point per forward.
+
+    Args:
+        model: the model (DataParallel/DDP/compiled wrappers are looked through).
+        points: where to hook.
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[HookPoint]) -> None:
+        self.model = unwrap_container(model)
+        self.points = tuple(points)
+        self.enabled = True
+        self.captured: dict[int, Tensor] = {}
+        self.calls = [0] * len(self.points)
+        modules = [find_module(self.model, p.path) for p in self.points]
+        self.modules = modules
+        self.handles = [self.model.register_forward_pre_hook(self._new_round)]
+        for i, (point, module) in enumerate(zip(self.points, modules)):
+            if point.kind == "pre":
+                self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
+            else:
+                self.handles.append(module.register_forward_hook(self._hook(i, input_side=False)))
+
+    def _new_round(self, module: nn.Module, args: Any) -> None:
+        self.clear()
+
+    def _hook(self, i: int, input_side: bool):
+        point = self.points[i]
+
+        def hook(module: nn.Module, args: Any, output: Any = None) -> None:
+            if not (self.enabled and torch.is_grad_enabled()):
+                return
+            n = self.calls[i]
+            self.calls[i] += 1
+            if point.call >= 0 and n != point.call:
+                return
+            self.captured[i] = _pick(args if input_side else output, point.select, point.path).clone()
+
+        if input_side:
+            return lambda module, args: hook(module, args)
+        return hook
+
+    def clear(self) -> None:
+        """Drop every capture (frees the autograd graph they hold)."""
+        self.captured.clear()
+        self.calls = [0] * len(self.points)
+
+    def maps(self, aspect: float) -> list[Tensor]:
+        """The captured features as ``(B, C, h, w)`` maps, in hook-point order.
+
+        Args:
+            aspect: ``H / W`` of the model output (to lay out tokens).
+        """
+        out = []
+        for i, point in enumerate(self.points):
+            if i not in self.captured:
+                raise RuntimeError(
+                    f"hook point {point.path!r} did not fire in the last forward "
+                    f"(fired {self.calls[i]} times, call={point.call} wanted). Is the module used in forward? "
+                    "Was the forward run under torch.no_grad()? Run `semkt check` to see what fires."
+                )
+            out.append(to_map(self.captured[i], point, aspect))
+        return out
+
+    def remove(self) -> None:
+        """Remove every hook and capture."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+        self.clear()

@@ -1,0 +1,219 @@
+"""``wrap(model, adapter)``: attach Semantic Knowledge Transfer to an unmodified model; one extra loss term.
+
+The user's model is neither subclassed nor edited: forward hooks (only where SKAM needs features) read its
+intermediate features, and the plugin's own modules (teacher, SKAM) live in :class:`SemanticTransfer`, whose
+``parameters()`` and ``state_dict()`` hold nothing of the model. ``unwrap()`` removes the hooks and returns the
+same model object.
+"""
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .adapter import Adapter
+from .config import Config, merge
+from .domain import DomainTransfer
+from .hooks import FeatureHooks, find_module, infer_channels, unwrap_container
+from .losses import content_loss, histogram_loss
+from .perceptual import build_perceptual
+from .registry import get_adapter
+from .skam import SKAM
+from .spgrm import SPGRM
+
+_wrapped: "weakref.WeakKeyDictionary[nn.Module, SemanticTransfer]" = weakref.WeakKeyDictionary()
+
+
+def select_output(output: Any, where: int | str | None) -> Tensor:
+    """H_in from a model's return value: the value itself, a tuple index or a dict key."""
+    value = output
+    if where is not None:
+        try:
+            value = output[where]
+        except (IndexError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"the adapter says H_in is output[{where!r}] but the model returned {type(output).__name__}"
+                f"{f' of length {len(output)}' if hasattr(output, '__len__') else ''}; fix the adapter's `output`"
+            ) from err
+    if not isinstance(value, Tensor):
+        raise TypeError(
+            f"H_in must be a tensor but the model's output{'' if where is None else f'[{where!r}]'} is "
+            f"{type(value).__name__}; set the adapter's `output` to the tensor's index or key"
+        )
+    return value
+
+
+def _skb_for(config: Config) -> nn.Module:
+    from .skb import load_skb
+
+    return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
+
+
+class SemanticTransfer(nn.Module):
+    """The plugin's state and its loss. Built by :func:`wrap`; see there."""
+
+    def __init__(self, model: nn.Module, adapter: Adapter, config: Config, skb: nn.Module | None = None) -> None:
+        super().__init__()
+        self.adapter, self.config = adapter, config
+        self._model = [model]  # a list: the model is not a submodule, so it is in neither parameters() nor state_dict()
+        core = unwrap_container(model)
+        self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
+        if skb is None and config.needs_skb:
+            skb = _skb_for(config)
+        if skb is not None:
+            skb.requires_grad_(False)
+        perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if config.use_content else None
+        # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
+        self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
+        prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
+        self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors)
+        self.hooks: FeatureHooks | None = None
+        self.skam: SKAM | None = None
+        if config.use_skam:
+            if not adapter.hooks:
+                raise ValueError(f"adapter {adapter.name!r} declares no hook points; SKAM needs at least one "
+                                 "(or use Config(use_skam=False))")
+            channels = []
+            for point in adapter.hooks:
+                c = point.channels or infer_channels(find_module(core, point.path), point.kind)
+                if c is None:
+                    raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
+                                     "set HookPoint(channels=...) in the adapter")
+                channels.append(c)
+            self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent,
+                             config.skam_ratio, config.seed)
+            self.hooks = FeatureHooks(core, adapter.hooks)
+        self._last: dict[str, Tensor] = {}
+        device = next(iter(core.parameters()), torch.empty(0)).device
+        self.to(device)
+
+    @property
+    def model(self) -> nn.Module:
+        """The wrapped model (the same object the user passed)."""
+        return self._model[0]
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> "SemanticTransfer":
+        # .to()/.cuda()/.half() reach the frozen networks too, which are kept out of parameters() and state_dict()
+        super()._apply(fn, recurse)
+        for module in self._aux.values():
+            if isinstance(module, nn.Module):
+                module._apply(fn, recurse)
+        return self
+
+    @property
+    def skb(self) -> nn.Module | None:
+        """The frozen Semantic Knowledge Bank (``None`` when no enabled part needs it)."""
+        return self._aux["skb"]
+
+    @property
+    def perceptual(self) -> Callable[[Tensor], list[Tensor]] | None:
+        """φ of eq. 5, or ``None``."""
+        return self._aux["perceptual"]
+
+    def _check_device(self, h: Tensor) -> None:
+        param = next(self.teacher.parameters())
+        if h.device != param.device:
+            raise RuntimeError(
+                f"the model's output is on {h.device} but the plugin is on {param.device}; "
+                f"call skt.to({str(h.device)!r}) after moving the model"
+            )
+
+    def loss(self, output: Any, target: Tensor) -> Tensor:
+        """The extra loss term: ``λ_spg·L_spg + λ1·L_content + λ2·L_color + λ_feat·L_feat``.
+
+        Args:
+            output: what the model returned for this batch (the adapter finds H_in in it).
+            target: ground truth in H_in's domain, scale and shape (``(B, 3, H, W)``, or packed RAW).
+
+        Returns:
+            Scalar; add it to the model's own loss. Components are in :attr:`last_losses`.
+        """
+        cfg = self.config
+        h_in = select_output(output, self.adapter.output)
+        self._check_device(h_in)
+        if target.shape != h_in.shape:
+            raise ValueError(f"target shape {tuple(target.shape)} differs from H_in's {tuple(h_in.shape)}; "
+                             "the target must be in the model output's domain, scale and size")
+        try:
+            hs = self.transfer(h_in)
+            with torch.no_grad():
+                target_s = self.transfer(target, what="target")
+                prior = self.skb(hs.detach()) if self.skb is not None else None
+            hhat, teacher_feats = self.teacher(hs if cfg.teacher_moves_orm else hs.detach(),
+                                               prior.features if cfg.use_priors else None)
+            terms = {"spg": F.l1_loss(hhat, target_s)}
+            total = cfg.lambda_spg * terms["spg"]
+            if cfg.use_content:
+                terms["content"] = content_loss(hs, hhat, self.perceptual, cfg.perceptual_weight)
+                total = total + cfg.lambda_content * terms["content"]
+            if cfg.use_color:
+                terms["color"] = histogram_loss(hs, hhat, prior.regions, cfg.hist_bins, cfg.hist_kernel,
+                                                cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
+                total = total + cfg.lambda_color * terms["color"]
+            if self.skam is not None:
+                student = self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])
+                terms["feat"] = self.skam(student, teacher_feats)
+                total = total + cfg.lambda_feat * terms["feat"]
+        finally:
+            if self.hooks is not None:
+                self.hooks.clear()
+        self._last = {**{k: v.detach() for k, v in terms.items()}, "total": total.detach()}
+        return total
+
+    @torch.no_grad()
+    def teacher_output(self, output: Any) -> Tensor:
+        """Ĥ_s for a model output, ``(B, 3, H, W)`` in the SDR domain (for figures and checks)."""
+        hs = self.transfer(select_output(output, self.adapter.output))
+        prior = self.skb(hs) if self.skb is not None else None
+        return self.teacher(hs, prior.features if self.config.use_priors else None)[0]
+
+    @property
+    def last_losses(self) -> dict[str, float]:
+        """The components of the last :meth:`loss` call (unweighted), and ``total``."""
+        return {k: float(v) for k, v in self._last.items()}
+
+    def unwrap(self) -> nn.Module:
+        """Remove every hook and return the model, exactly as it was passed (same object, same state_dict)."""
+        if self.hooks is not None:
+            self.hooks.remove()
+        _wrapped.pop(self.model, None)
+        _wrapped.pop(unwrap_container(self.model), None)
+        self._last = {}
+        return self.model
+
+    def extra_repr(self) -> str:
+        return f"adapter={self.adapter.name!r}, skb={type(self.skb).__name__ if self.skb is not None else None}"
+
+
+def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, config: Config | None = None,
+         skb: nn.Module | None = None, **overrides: Any) -> SemanticTransfer:
+    """Attach Semantic Knowledge Transfer to ``model``.
+
+    Args:
+        model: the user's HDR model (the ORM), unmodified; DataParallel/DDP/compiled wrappers are looked through.
+        adapter: a registered adapter name (``"ahdr"``), an :class:`Adapter`, a dict or an adapter file.
+        config: settings; ``None`` uses the paper's defaults with the adapter's own overrides.
+        skb: an already-built SKB (shared between runs, or for tests); ``None`` loads ``config.skb_weights``.
+        overrides: :class:`Config` fields to change, e.g. ``skb_weights="FastSAM-x.pt"``.
+
+    Returns:
+        The plugin: ``skt.loss(output, target)`` is the extra term, ``skt.parameters()`` its trainable
+        parameters, ``skt.unwrap()`` gives the model back.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"wrap() needs the model (an nn.Module), got {type(model).__name__}")
+    core = unwrap_container(model)
+    if model in _wrapped or core in _wrapped:
+        raise RuntimeError("this model is already wrapped by semkt; call .unwrap() on the first wrapper before "
+                           "wrapping it again")
+    adapter = get_adapter(adapter)
+    base = merge(Config(), adapter.config) if config is None else config
+    skt = SemanticTransfer(model, adapter, merge(base, overrides), skb)
+    _wrapped[model] = skt
+    if core is not model:
+        _wrapped[core] = skt
+    return skt

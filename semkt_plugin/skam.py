@@ -1,0 +1,120 @@
+"""SKAM, the Semantic Knowledge Alignment Module (§3.4, eqs. 11–12).
+
+For each hooked ORM stage k: an encoder maps the student feature F_S^k, another the teacher feature F_T^k, into
+one latent space; a random binary mask I^M (``ratio`` of its elements 1) takes the teacher's latent where it is 1
+and the student's where it is 0; a decoder maps the mix back to F_T^k's space; ``L_feat^k = MSE(F_E^k, F_T^k)``.
+The student has to supply what the mask hides, so its feature learns to carry the teacher's semantics without
+being forced onto it (ORM and SPGRM live in different domains). F_T^k is a target: no gradient reaches the teacher.
+
+Masks come from a generator owned by the module and saved in its state, so a resumed run draws the same masks.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def complementary_masks(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
+                        device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+    """A random binary mask I^M with ``P(1) = ratio`` and its complement ``1 − I^M``.
+
+    Args:
+        shape: ``(B, C, H, W)``.
+        ratio: share of teacher latent in the mix, in ``[0, 1]``.
+        generator: random source (on ``device``).
+
+    Returns:
+        ``(I^M, 1 − I^M)``, float tensors of ``shape`` with values in {0, 1} that sum to 1 everywhere.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
+    mask = (torch.rand(tuple(shape), generator=generator, device=device) < ratio).float()
+    return mask, 1.0 - mask
+
+
+class AlignmentStage(nn.Module):
+    """One SKAM stage: student/teacher encoders into ``latent`` channels, masked mix, decoder to the teacher.
+
+    Shapes:
+        student ``(B, C_s, h, w)``, teacher ``(B, C_t, H', W')`` (resized to ``h, w``), mask ``(B, latent, h, w)``
+        → loss scalar.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, latent: int = 64) -> None:
+        super().__init__()
+        self.student_channels = student_channels
+        self.enc_s = nn.Sequential(nn.Conv2d(student_channels, latent, 1), nn.Conv2d(latent, latent, 3, padding=1))
+        self.enc_t = nn.Sequential(nn.Conv2d(teacher_channels, latent, 1), nn.Conv2d(latent, latent, 3, padding=1))
+        self.dec = nn.Sequential(
+            nn.Conv2d(latent, latent, 3, padding=1), nn.ReLU(), nn.Conv2d(latent, teacher_channels, 3, padding=1)
+        )
+
+    def forward(self, student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
+        teacher = teacher.detach()
+        if teacher.shape[-2:] != student.shape[-2:]:
+            teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+        mixed = self.enc_s(student) * (1 - mask) + self.enc_t(teacher) * mask
+        return F.mse_loss(self.dec(mixed), teacher)
+
+
+class SKAM(nn.Module):
+    """All alignment stages, one per hook point; stage ``k`` pairs with teacher feature ``pairing[k]``.
+
+    Args:
+        student_channels: channels of each hooked ORM feature.
+        teacher_channels: channels of the teacher features.
+        num_teacher: how many teacher features there are (SPGRM: 3).
+        latent: latent width.
+        ratio: mask ratio.
+        seed: seed of the mask generator.
+    """
+
+    def __init__(self, student_channels: Sequence[int], teacher_channels: int, num_teacher: int = 3,
+                 latent: int = 64, ratio: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent) for c in student_channels)
+        self.pairing = spread(len(student_channels), num_teacher)
+        self.ratio, self.latent, self.seed = ratio, latent, seed
+        self.generator: torch.Generator | None = None
+        self._pending_state: Tensor | None = None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self.generator is None or self.generator.device != device:
+            self.generator = torch.Generator(device).manual_seed(self.seed)
+            if self._pending_state is not None:
+                self.generator.set_state(self._pending_state)
+                self._pending_state = None
+        return self.generator
+
+    def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
+        """Sum of the stages' MSE: ``student`` in hook order, ``teacher`` the teacher features."""
+        if len(student) != len(self.stages):
+            raise ValueError(f"SKAM has {len(self.stages)} stages but got {len(student)} student features")
+        total = student[0].new_zeros((), dtype=torch.float32)
+        for stage, s, j in zip(self.stages, student, self.pairing):
+            if s.shape[1] != stage.student_channels:
+                raise ValueError(
+                    f"SKAM stage expected {stage.student_channels} channels, the hook captured {s.shape[1]}; "
+                    "set HookPoint(channels=...) in the adapter"
+                )
+            mask, _ = complementary_masks((s.shape[0], self.latent, *s.shape[-2:]), self.ratio,
+                                          self._generator(s.device), s.device)
+            total = total + stage(s, teacher[j], mask).float()
+        return total
+
+    def get_extra_state(self) -> dict[str, Any]:
+        state = self.generator.get_state() if self.generator is not None else self._pending_state
+        return {"generator": state}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator, self._pending_state = None, state.get("generator")
+
+
+def spread(n: int, m: int) -> list[int]:
+    """Pair ``n`` stages with ``m`` teacher features, shallow with shallow, deep with deep (last with last)."""
+    if n == 1:
+        return [m - 1]
+    return [round(i * (m - 1) / (n - 1)) for i in range(n)]
