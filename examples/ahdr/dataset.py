@@ -1,0 +1,16 @@
+"""Kalantari-layout data for AHDRNet: three (6, H, W) frames ``concat(LDR, LDR**2.2 / t)`` and the HDR label."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from semkt_plugin.kalantari import KalantariDataset
+
+
+def training_set(data_dir: str | Path, crop: int) -> KalantariDataset:
+    """Random ``crop × crop`` patches of ``<data_dir>/Training`` with flips, as upstream trains."""
+    return KalantariDataset(data_dir, "Training", crop=crop, augment=True)
+
+
+def test_set(data_dir: str | Path) -> KalantariDataset:
+    """Full images of ``<data_dir>/Test``."""
+    return KalantariDataset(data_dir, "Test")

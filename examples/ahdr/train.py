@@ -1,0 +1,111 @@
+"""Train AHDRNet on Kalantari-layout data: L1 on μ-law tone-mapped HDR (μ = 5000), Adam, as upstream.
+
+    python train.py --data_dir data/kalantari --steps 2000            # baseline
+    python train.py --data_dir data/kalantari --steps 2000 --semkt    # + Semantic Knowledge Transfer
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn import init
+from torch.optim import Adam
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dataset import training_set
+from model import AHDR
+
+MU = 5000.0
+
+
+def range_compressor(hdr: torch.Tensor) -> torch.Tensor:
+    """μ-law tone map of linear HDR, any shape."""
+    return torch.log(1 + MU * hdr) / math.log(1 + MU)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Attention-guided HDR (AHDRNet) training")
+    parser.add_argument("--data_dir", required=True, help="Kalantari layout root holding Training/")
+    parser.add_argument("--trained_model_dir", default="./trained-model/")
+    parser.add_argument("--trained_model_filename", default="ahdr_model.pt")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batchsize", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=256, help="training patch size")
+    parser.add_argument("--steps", type=int, default=100000, help="optimiser steps; lr ×0.1 for the last 20%%")
+    parser.add_argument("--num_workers", type=int, default=0)
+    parser.add_argument("--nDenselayer", type=int, default=6, help="dense layers per DRDB")
+    parser.add_argument("--growthRate", type=int, default=32, help="growth rate of the dense layers")
+    parser.add_argument("--nFeat", type=int, default=64, help="number of feature maps")
+    parser.add_argument("--nChannel", type=int, default=6, help="channels per input frame")
+    parser.add_argument("--semkt", action="store_true", help="add Semantic Knowledge Transfer (semkt_plugin)")
+    return parser.parse_args(argv)
+
+
+def weights_init_kaiming(m: torch.nn.Module) -> None:
+    if isinstance(m, torch.nn.Conv2d):
+        init.kaiming_normal_(m.weight)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train and save ``<trained_model_dir>/<trained_model_filename>``; returns the run's summary."""
+    args = parse_args(argv)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+    loader = DataLoader(
+        training_set(args.data_dir, args.crop),
+        batch_size=args.batchsize,
+        shuffle=True,
+        num_workers=args.num_workers,
+        drop_last=False,
+    )
+    model = AHDR(args)
+    model.apply(weights_init_kaiming)
+    params = list(model.parameters())
+    if args.semkt:
+        from semkt_plugin import wrap
+
+        skt = wrap(model, adapter="ahdr")
+        params = [*model.parameters(), *skt.parameters()]
+    optimizer = Adam(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
+
+    model.train()
+    losses = []
+    start = time.time()
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    for step in tqdm(range(1, args.steps + 1), desc="train AHDR" + (" + semkt" if args.semkt else "")):
+        for group in optimizer.param_groups:  # upstream: lr × 0.1 for the last 20% of training
+            group["lr"] = args.lr if step <= 0.8 * args.steps else 0.1 * args.lr
+        x1, x2, x3, gt = next(batches)
+        optimizer.zero_grad()
+        out = model(x1, x2, x3)
+        loss = F.l1_loss(range_compressor(out), range_compressor(gt))
+        if args.semkt:
+            loss = loss + skt.loss(out, gt)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+
+    if args.semkt:
+        model = skt.unwrap()
+    out_dir = Path(args.trained_model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / args.trained_model_filename
+    torch.save(model.state_dict(), checkpoint)
+    return {"steps": args.steps, "losses": losses, "seconds": time.time() - start, "checkpoint": str(checkpoint)}
+
+
+if __name__ == "__main__":
+    summary = main()
+    print(f"{summary['steps']} steps in {summary['seconds']:.0f} s, last loss {summary['losses'][-1]:.4f}, "
+          f"saved {summary['checkpoint']}")
