@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import random
 import time
@@ -47,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nFeat", type=int, default=64, help="number of feature maps")
     parser.add_argument("--nChannel", type=int, default=6, help="channels per input frame")
     parser.add_argument("--semkt", action="store_true", help="add Semantic Knowledge Transfer (semkt_plugin)")
+    parser.add_argument("--semkt_config", default=None, help="JSON object of semkt_plugin.Config fields to change (with --semkt)")
     return parser.parse_args(argv)
 
 
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.semkt:
         from semkt_plugin import wrap
 
-        skt = wrap(model, adapter="ahdr")
+        overrides = json.loads(Path(args.semkt_config).read_text()) if args.semkt_config else {}
+        skt = wrap(model, adapter="ahdr", **overrides)
         params = [*model.parameters(), *skt.parameters()]
     optimizer = Adam(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
 
