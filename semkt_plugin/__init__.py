@@ -1,5 +1,13 @@
-"""semkt: Semantic Knowledge Transfer for existing multi-exposure HDR reconstruction models."""
-from .adapter import Adapter, HookPoint
-from .hookspecs import hookimpl
+"""semkt: Semantic Knowledge Transfer for existing multi-exposure HDR reconstruction models.
 
-__all__ = ["Adapter", "HookPoint", "hookimpl"]
+    skt = wrap(model, adapter="ahdr")
+    loss = their_loss(out, gt) + skt.loss(out, gt)
+    model = skt.unwrap()
+"""
+from .adapter import Adapter, HookPoint
+from .check import check_adapter
+from .config import Config
+from .hookspecs import hookimpl
+from .plugin import SemanticTransfer, wrap
+
+__all__ = ["Adapter", "Config", "HookPoint", "SemanticTransfer", "check_adapter", "hookimpl", "wrap"]

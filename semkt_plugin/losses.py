@@ -65,7 +65,7 @@ def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: K
     """Normalised soft histograms of every region and channel.
 
     Args:
-        image: ``(B, C, H, W)`` values in ``[0, 1]`` (differentiable).
+        image: ``(B, C, H, W)`` values, clamped to ``[0, 1]`` (differentiable inside it).
         regions: ``(B, N, H, W)`` region maps in ``[0, 1]`` (not differentiated).
         bins, kernel, slope, bandwidth: see :func:`kernel_weights`.
         chunk: pixels per checkpointed chunk; memory is about ``4·B·C·chunk·bins`` bytes, times 3 in backward.
@@ -81,7 +81,8 @@ def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: K
             "resize the region maps to the image first"
         )
     with torch.autocast(image.device.type, enabled=False):
-        x = image.float().flatten(2).transpose(1, 2)  # (B, P, C): kernel values come out (B, P, C, K), bmm-ready
+        # (B, P, C): kernel values come out (B, P, C, K), ready for bmm; values past the bins count in the end bins
+        x = image.float().clamp(0, 1).flatten(2).transpose(1, 2)
         m = regions.detach().float().flatten(2)  # (B, N, P)
         centers = bin_centers(bins, device=x.device)
 

@@ -61,6 +61,7 @@ class SemanticTransfer(nn.Module):
         self.adapter, self.config = adapter, config
         self._model = [model]  # a list: the model is not a submodule, so it is in neither parameters() nor state_dict()
         core = unwrap_container(model)
+        channels = self._hook_channels(core, adapter) if config.use_skam else []  # fail fast, before loading networks
         self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         if skb is None and config.needs_skb:
             skb = _skb_for(config)
@@ -71,25 +72,26 @@ class SemanticTransfer(nn.Module):
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors)
-        self.hooks: FeatureHooks | None = None
-        self.skam: SKAM | None = None
-        if config.use_skam:
-            if not adapter.hooks:
-                raise ValueError(f"adapter {adapter.name!r} declares no hook points; SKAM needs at least one "
-                                 "(or use Config(use_skam=False))")
-            channels = []
-            for point in adapter.hooks:
-                c = point.channels or infer_channels(find_module(core, point.path), point.kind)
-                if c is None:
-                    raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
-                                     "set HookPoint(channels=...) in the adapter")
-                channels.append(c)
-            self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent,
-                             config.skam_ratio, config.seed)
-            self.hooks = FeatureHooks(core, adapter.hooks)
+        self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
+                         config.seed) if config.use_skam else None
+        self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
         self._last: dict[str, Tensor] = {}
         device = next(iter(core.parameters()), torch.empty(0)).device
         self.to(device)
+
+    @staticmethod
+    def _hook_channels(core: nn.Module, adapter: Adapter) -> list[int]:
+        if not adapter.hooks:
+            raise ValueError(f"adapter {adapter.name!r} declares no hook points; SKAM needs at least one "
+                             "(or use Config(use_skam=False))")
+        channels = []
+        for point in adapter.hooks:
+            c = point.channels or infer_channels(find_module(core, point.path), point.kind)
+            if c is None:
+                raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
+                                 "set HookPoint(channels=...) in the adapter")
+            channels.append(c)
+        return channels
 
     @property
     def model(self) -> nn.Module:

@@ -1,0 +1,80 @@
+"""``check_adapter``: one dry forward that tells whether an adapter fits a model, before any training."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .adapter import Adapter
+from .hooks import FeatureHooks, find_module, infer_channels, to_map, unwrap_container
+from .plugin import select_output
+from .registry import get_adapter
+
+
+@dataclass
+class PointReport:
+    """What one hook point did in the dry forward."""
+
+    path: str
+    kind: str
+    fired: int
+    shape: tuple[int, ...] | None  # after the layout rules; None if it never fired
+    channels: int | None  # what wrap() will build SKAM for
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check_adapter` found."""
+
+    adapter: Adapter
+    points: list[PointReport]
+    output_shape: tuple[int, ...]
+    output_range: tuple[float, float]
+
+    @property
+    def ok(self) -> bool:
+        return all(p.fired and p.shape is not None and p.shape[1] == p.channels for p in self.points)
+
+    def __str__(self) -> str:
+        a = self.adapter
+        lines = [f"adapter {a.name!r} ({a.source or 'given'}): H_in {self.output_shape}, domain {a.domain}, "
+                 f"scale {a.scale}, range [{self.output_range[0]:.4g}, {self.output_range[1]:.4g}]"]
+        for p in self.points:
+            status = "ok" if p.fired and p.shape and p.shape[1] == p.channels else "PROBLEM"
+            lines.append(f"  {status:7} {p.kind:7} {p.path:40} fired {p.fired}x  map {p.shape}  "
+                         f"channels {p.channels}")
+        return "\n".join(lines)
+
+
+def check_adapter(model: nn.Module, adapter: str | Adapter | Mapping[str, Any],
+                  sample_inputs: Sequence[Any]) -> CheckReport:
+    """Run ``model(*sample_inputs)`` once with the adapter's hooks and report each hook point.
+
+    Args:
+        model: the model (not modified; hooks are removed afterwards).
+        adapter: name, Adapter or dict.
+        sample_inputs: positional inputs of one forward, e.g. three ``(1, 6, 64, 64)`` frames.
+
+    Raises:
+        KeyError: a hook path is not a module; the message lists the closest real names.
+    """
+    adapter = get_adapter(adapter)
+    core = unwrap_container(model)
+    modules = [find_module(core, p.path) for p in adapter.hooks]
+    hooks = FeatureHooks(core, adapter.hooks)
+    try:
+        with torch.enable_grad():  # hooks capture only where gradients are on, as in training
+            output = model(*sample_inputs)
+        h_in = select_output(output, adapter.output).detach()
+        aspect = h_in.shape[-2] / h_in.shape[-1]
+        points = []
+        for i, (point, module) in enumerate(zip(adapter.hooks, modules)):
+            captured: Tensor | None = hooks.captured.get(i)
+            shape = tuple(to_map(captured, point, aspect).shape) if captured is not None else None
+            points.append(PointReport(point.path, point.kind, hooks.calls[i], shape,
+                                      point.channels or infer_channels(module, point.kind)))
+    finally:
+        hooks.remove()
+    return CheckReport(adapter, points, tuple(h_in.shape), (float(h_in.min()), float(h_in.max())))

@@ -1,0 +1,40 @@
+import pytest
+import torch
+from torch import nn
+
+from semkt_plugin.adapter import Adapter, HookPoint
+
+
+class TinyHDR(nn.Module):
+    """An AHDR-shaped toy: a conv shared by the three frames, an in-place activation after hooked convs."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(6, width, 3, padding=1)
+        self.relu = nn.LeakyReLU(0.2, inplace=True)
+        self.body = nn.Conv2d(3 * width, width, 3, padding=1)
+        self.conv3 = nn.Conv2d(width, 3, 3, padding=1)
+
+    def forward(self, x1, x2, x3):
+        f = torch.cat([self.relu(self.conv1(x)) for x in (x1, x2, x3)], 1)
+        return torch.sigmoid(self.conv3(self.relu(self.body(f))))
+
+
+TINY_ADAPTER = Adapter("tiny", [HookPoint("conv1", call=1), HookPoint("body")], description="tests")
+
+
+@pytest.fixture(scope="session")
+def skb():
+    from semkt_plugin.skb import load_skb
+
+    torch.manual_seed(0)
+    net = load_skb(None, arch="yolov8n-seg.yaml", num_regions=4)
+    net.score_threshold = 0.0  # random weights are never confident; take the best anchors anyway
+    return net
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(2, 6, 32, 32, generator=g) for _ in range(3)]
+    return frames, torch.rand(2, 3, 32, 32, generator=g)

@@ -1,0 +1,166 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import TINY_ADAPTER, TinyHDR
+from semkt_plugin import Adapter, HookPoint
+from semkt_plugin.config import Config
+from semkt_plugin.plugin import wrap
+
+FAST = dict(perceptual="skb")
+
+
+def _train(model, skt, batch, steps=2):
+    frames, gt = batch
+    opt = torch.optim.Adam([*model.parameters(), *skt.parameters()], 1e-3)
+    for _ in range(steps):
+        out = model(*frames)
+        loss = F.l1_loss(out, gt) + skt.loss(out, gt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss
+
+
+def _hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_train_then_unwrap_leaves_the_model_as_is(skb, batch):
+    torch.manual_seed(0)
+    model = TinyHDR()
+    keys = list(TinyHDR().state_dict())
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    assert not set(dict(skt.named_parameters())) & {f"model.{k}" for k in keys}
+    loss = _train(model, skt, batch)
+    assert torch.isfinite(loss)
+    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "total"}
+    before = copy.deepcopy(model.state_dict())
+    assert skt.unwrap() is model
+    assert _hook_count(model) == 0
+    after = model.state_dict()
+    assert list(after) == keys
+    assert all(torch.equal(before[k], after[k]) for k in keys)
+
+
+def test_outputs_bit_identical_while_wrapped_and_after(skb, batch):
+    frames, _ = batch
+    model = TinyHDR()
+    twin = copy.deepcopy(model)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    assert torch.equal(model(*frames), twin(*frames))
+    with torch.no_grad():
+        assert torch.equal(model(*frames), twin(*frames))
+    skt.unwrap()
+    assert torch.equal(model(*frames), twin(*frames))
+
+
+def _grads(params):
+    return [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params]
+
+
+@pytest.mark.parametrize("term", ["spg", "content", "color", "feat"])
+def test_gradient_routing(skb, batch, term):
+    frames, gt = batch
+    model = TinyHDR()
+    weights = {"lambda_spg": 0.0, "lambda_content": 0.0, "lambda_color": 0.0, "lambda_feat": 0.0}
+    weights[f"lambda_{term}"] = 1.0
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST, **weights)
+    if term != "spg":  # the teacher must differ from the student for content/color to have a gradient
+        with torch.no_grad():
+            skt.teacher.tail.weight.normal_(0, 0.1)
+    skt.loss(model(*frames), gt).backward()
+    orm, teacher, skam = _grads(model.parameters()), _grads(skt.teacher.parameters()), _grads(skt.skam.parameters())
+    if term == "spg":
+        assert any(teacher) and not any(orm) and not any(skam)
+    else:
+        assert any(orm) and not any(teacher)
+        assert any(skam) == (term == "feat")
+    skt.unwrap()
+
+
+def test_teacher_moves_orm_when_configured(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST, lambda_content=0.0, lambda_color=0.0, lambda_feat=0.0,
+               teacher_moves_orm=True)
+    skt.loss(model(*frames), gt).backward()
+    assert any(_grads(model.parameters()))
+    skt.unwrap()
+
+
+def test_plugin_state_round_trip_gives_the_same_loss(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    _train(model, skt, batch, steps=1)
+    state = copy.deepcopy(skt.state_dict())
+    assert not any(k.startswith(("skb.", "model.")) for k in state)
+    twin_model = copy.deepcopy(model)
+    expected = skt.loss(model(*frames), gt).item()
+    skt.unwrap()
+
+    twin = wrap(twin_model, TINY_ADAPTER, skb=skb, **FAST)
+    twin.load_state_dict(state)
+    assert twin.loss(twin_model(*frames), gt).item() == pytest.approx(expected, rel=1e-6)
+    twin.unwrap()
+
+
+def test_ablation_switches_drop_terms(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, use_color=False, use_skam=False, use_content=False, use_priors=False)
+    assert skt.skb is None and skt.skam is None and _hook_count(model) == 0
+    skt.loss(model(*frames), gt)
+    assert set(skt.last_losses) == {"spg", "total"}
+    skt.unwrap()
+
+
+def test_wrapping_twice_is_refused(skb):
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    with pytest.raises(RuntimeError, match="already wrapped"):
+        wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    skt.unwrap()
+    wrap(model, TINY_ADAPTER, skb=skb, **FAST).unwrap()
+
+
+def test_misspelled_hook_names_the_closest_modules(skb):
+    with pytest.raises(KeyError, match="closest module names: conv1"):
+        wrap(TinyHDR(), Adapter("bad", [HookPoint("conv_1")]), skb=skb)
+
+
+def test_bad_inputs_get_clear_errors(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    out = model(*frames)
+    with pytest.raises(ValueError, match="target shape"):
+        skt.loss(out, gt[:, :, :16])
+    with pytest.raises(ValueError, match="NaN"):
+        skt.loss(out * float("nan"), gt)
+    with pytest.raises(TypeError, match="adapter's `output`"):
+        skt.loss((out, out), gt)
+    skt.unwrap()
+    skt = wrap(model, Adapter("tiny", TINY_ADAPTER.hooks, output=2), skb=skb, **FAST)
+    with pytest.raises(ValueError, match="fix the adapter's `output`"):
+        skt.loss((out, out), gt)
+    skt.unwrap()
+
+
+def test_hook_that_never_fires_is_explained(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    with torch.no_grad():
+        out = model(*frames)
+    with pytest.raises(RuntimeError, match="did not fire"):
+        skt.loss(out, gt)
+    skt.unwrap()
+
+
+def test_config_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="unknown Config fields"):
+        Config().replace(lamda_color=1.0)
