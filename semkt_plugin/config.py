@@ -60,7 +60,7 @@ class Config:
     hist_chunk: int = 4096
     teacher_dim: int = 32
     teacher_heads: int = 2
-    skam_latent: int = 64
+    skam_latent: int = 32
     skam_ratio: float = 0.5
     seed: int = 0
     use_content: bool = True

@@ -43,11 +43,12 @@ class AlignmentStage(nn.Module):
         → loss scalar.
     """
 
-    def __init__(self, student_channels: int, teacher_channels: int, latent: int = 64) -> None:
+    def __init__(self, student_channels: int, teacher_channels: int, latent: int = 32) -> None:
         super().__init__()
         self.student_channels = student_channels
-        self.enc_s = nn.Sequential(nn.Conv2d(student_channels, latent, 1), nn.Conv2d(latent, latent, 3, padding=1))
-        self.enc_t = nn.Sequential(nn.Conv2d(teacher_channels, latent, 1), nn.Conv2d(latent, latent, 3, padding=1))
+        # point-wise encoders: the mix is per element, so spatial context is the decoder's job (as in MGD)
+        self.enc_s = nn.Conv2d(student_channels, latent, 1)
+        self.enc_t = nn.Conv2d(teacher_channels, latent, 1)
         self.dec = nn.Sequential(
             nn.Conv2d(latent, latent, 3, padding=1), nn.ReLU(), nn.Conv2d(latent, teacher_channels, 3, padding=1)
         )
@@ -73,7 +74,7 @@ class SKAM(nn.Module):
     """
 
     def __init__(self, student_channels: Sequence[int], teacher_channels: int, num_teacher: int = 3,
-                 latent: int = 64, ratio: float = 0.5, seed: int = 0) -> None:
+                 latent: int = 32, ratio: float = 0.5, seed: int = 0) -> None:
         super().__init__()
         self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent) for c in student_channels)
         self.pairing = spread(len(student_channels), num_teacher)
