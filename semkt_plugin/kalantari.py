@@ -14,7 +14,6 @@ LDR values are ``tif / 65535`` (Matlab ``im2single``, which AHDRNet uses; HDR-Tr
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 import tifffile
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 GAMMA = 2.2
 SPLITS = ("Training", "Test")
@@ -137,16 +136,29 @@ class KalantariDataset(Dataset):
 
     With ``crop`` set, each item is a random ``crop × crop`` patch, randomly flipped / rotated by 180°
     when ``augment`` (AHDRNet's geometric augmentation).  Scenes are read once and kept in memory.
+
+    Crops and flips come from the dataset's own generator seeded with ``seed`` (None: fresh entropy), not
+    from the global RNGs, so code that draws random numbers elsewhere (e.g. building extra modules) does not
+    change the data.  In DataLoader workers the generator is re-seeded from the worker's seed, which the
+    DataLoader derives from its own ``generator`` per epoch and worker.
     """
 
-    def __init__(self, root: str | Path, split: str = "Training", crop: int | None = None, augment: bool = False):
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "Training",
+        crop: int | None = None,
+        augment: bool = False,
+        seed: int | None = None,
+    ):
         self.scenes = [read_scene(d) for d in scene_dirs(root, split)]
         if not self.scenes:
             raise ValueError(f"no scenes in {Path(root) / split}")
         missing = [s.name for s in self.scenes if s.hdr is None]
         if missing:
             raise ValueError(f"scenes without HDRImg.hdr in {Path(root) / split}: {missing}")
-        self.crop, self.augment = crop, augment
+        self.crop, self.augment, self.seed = crop, augment, seed
+        self._rng, self._rng_key = np.random.default_rng(seed), None
         self.items = [
             (np.concatenate(ahdr_inputs(s.ldrs, s.stops)), s.hdr.transpose(2, 0, 1).copy()) for s in self.scenes
         ]
@@ -154,19 +166,26 @@ class KalantariDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def _generator(self) -> np.random.Generator:
+        worker = get_worker_info()
+        if worker is not None and self._rng_key != worker.seed:
+            self._rng, self._rng_key = np.random.default_rng(worker.seed), worker.seed
+        return self._rng
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         x, y = self.items[index]
+        rng = self._generator()
         if self.crop is not None:
             h, w = y.shape[1:]
             if self.crop > min(h, w):
                 raise ValueError(f"crop {self.crop} exceeds scene size {h}×{w}: use a smaller crop")
-            top, left = random.randint(0, h - self.crop), random.randint(0, w - self.crop)
+            top, left = rng.integers(0, h - self.crop + 1), rng.integers(0, w - self.crop + 1)
             x = x[:, top : top + self.crop, left : left + self.crop]
             y = y[:, top : top + self.crop, left : left + self.crop]
         if self.augment:
-            if random.random() < 0.5:
+            if rng.random() < 0.5:
                 x, y = x[:, :, ::-1], y[:, :, ::-1]
-            if random.random() < 0.5:
+            if rng.random() < 0.5:
                 x, y = x[:, ::-1], y[:, ::-1]
         x = torch.from_numpy(np.ascontiguousarray(x))
         return x[0:6], x[6:12], x[12:18], torch.from_numpy(np.ascontiguousarray(y))

@@ -40,3 +40,19 @@ def test_baseline_trains_and_evaluates(example, tmp_path):
     for key in ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l"):
         assert math.isfinite(result[key])
     assert -1 <= result["ssim_mu"] <= 1 and -1 <= result["ssim_l"] <= 1
+
+
+@pytest.mark.slow  # loads the stand-in SKB: ~15 s on 2 busy cores
+def test_semkt_flag_trains_and_saves_plain_ahdr_weights(example, tmp_path):
+    train, _ = example
+    data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(64, 64), seed=0)
+    config = tmp_path / "semkt.json"
+    config.write_text('{"skb_weights": "standin", "perceptual": "skb"}')  # offline: no FastSAM / VGG download
+    common = ["--data_dir", str(data), "--steps", "1", "--batchsize", "1", "--crop", "64", *TINY]
+    base = train.main([*common, "--trained_model_dir", str(tmp_path / "base")])
+    semkt = train.main([*common, "--trained_model_dir", str(tmp_path / "semkt"), "--semkt",
+                        "--semkt_config", str(config)])
+    assert math.isfinite(semkt["losses"][0]) and semkt["losses"][0] > base["losses"][0]  # distillation terms added
+    base_state, semkt_state = torch.load(base["checkpoint"]), torch.load(semkt["checkpoint"])
+    assert list(semkt_state) == list(base_state)
+    assert all(semkt_state[k].shape == v.shape for k, v in base_state.items())

@@ -62,3 +62,16 @@ def test_dataset_returns_ahdr_inputs(tmp_path):
     torch.testing.assert_close(x3[3:], ldr_long**2.2 / 16)
     crops = kalantari.KalantariDataset(tmp_path, "Test", crop=8, augment=True)
     assert all(t.shape[-2:] == (8, 8) for t in crops[0])
+
+
+def test_crops_follow_the_dataset_seed_not_the_global_rng(tmp_path):
+    ldrs, hdr, _ = _scene(np.random.default_rng(3))
+    kalantari.write_scene(tmp_path / "Training" / "a", ldrs, [0, 2, 4], hdr)
+    first = kalantari.KalantariDataset(tmp_path, "Training", crop=6, augment=True, seed=1)
+    second = kalantari.KalantariDataset(tmp_path, "Training", crop=6, augment=True, seed=1)
+    a = [first[0][3] for _ in range(4)]
+    torch.rand(100)  # other code drawing random numbers in between
+    b = [second[0][3] for _ in range(4)]
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y)
+    assert any(not torch.equal(a[0], x) for x in a[1:])  # successive draws differ

@@ -6,9 +6,9 @@ from pathlib import Path
 from semkt_plugin.kalantari import KalantariDataset
 
 
-def training_set(data_dir: str | Path, crop: int) -> KalantariDataset:
-    """Random ``crop × crop`` patches of ``<data_dir>/Training`` with flips, as upstream trains."""
-    return KalantariDataset(data_dir, "Training", crop=crop, augment=True)
+def training_set(data_dir: str | Path, crop: int, seed: int) -> KalantariDataset:
+    """Random ``crop × crop`` patches of ``<data_dir>/Training`` with flips, as upstream trains, drawn from ``seed``."""
+    return KalantariDataset(data_dir, "Training", crop=crop, augment=True, seed=seed)
 
 
 def test_set(data_dir: str | Path) -> KalantariDataset:

@@ -9,11 +9,9 @@ import argparse
 import itertools
 import json
 import math
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn import init
@@ -60,16 +58,15 @@ def weights_init_kaiming(m: torch.nn.Module) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Train and save ``<trained_model_dir>/<trained_model_filename>``; returns the run's summary."""
     args = parse_args(argv)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
+    # the data have their own seeded generators: the same batches whatever else draws random numbers
     loader = DataLoader(
-        training_set(args.data_dir, args.crop),
+        training_set(args.data_dir, args.crop, args.seed),
         batch_size=args.batchsize,
         shuffle=True,
         num_workers=args.num_workers,
-        drop_last=False,
+        generator=torch.Generator().manual_seed(args.seed),
     )
     model = AHDR(args)
     model.apply(weights_init_kaiming)
