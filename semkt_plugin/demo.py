@@ -1,0 +1,149 @@
+"""``semkt demo``: AHDR with and without Semantic Knowledge Transfer on synthetic dynamic HDR scenes.
+
+Generates the data if missing (:mod:`semkt_plugin.synth`), runs the example repository ``examples/ahdr``
+twice with the same seed, data and number of steps (once as is, once with ``--semkt``), evaluates both on the
+full test images, prints a Table-1-like table and writes ``results.json`` and ``figure.png``.
+
+The defaults are sized for a CPU (a narrow AHDR, 128² scenes, 100 steps: about 10 minutes on 2 cores); they show that the
+plugin runs end to end on an unchanged model, not the paper's numbers, which need the real dataset and
+long GPU training.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from .domain import mu_law
+from .kalantari import read_hdr, read_scene, scene_dirs
+from .synth import generate_dataset
+
+EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples" / "ahdr"
+EXAMPLE_MODULES = ("model", "dataset", "train", "test")
+METRICS = (("psnr_mu", "PSNR-μ"), ("psnr_l", "PSNR-L"), ("ssim_mu", "SSIM-μ"), ("ssim_l", "SSIM-L"))
+RUNS = (("AHDR", "ahdr", []), ("AHDR + semkt", "ahdr_semkt", ["--semkt"]))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="semkt demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="semkt_demo", help="output folder (data, checkpoints, results)")
+    parser.add_argument("--data", default=None, help="Kalantari-layout data; default <out>/data, generated if missing")
+    parser.add_argument("--n_train", type=int, default=8, help="synthetic training scenes")
+    parser.add_argument("--n_test", type=int, default=2, help="synthetic test scenes")
+    parser.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="scene size")
+    parser.add_argument("--steps", type=int, default=100, help="training steps of each run")
+    parser.add_argument("--batchsize", type=int, default=2)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--nFeat", type=int, default=16, help="AHDR width (upstream: 64)")
+    parser.add_argument("--growthRate", type=int, default=8, help="AHDR growth rate (upstream: 32)")
+    parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skb", default="standin", help="semkt Config.skb_weights ('standin' works offline)")
+    parser.add_argument("--perceptual", default="skb", help="semkt Config.perceptual ('vgg19' needs its weights)")
+    parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
+    return parser.parse_args(argv)
+
+
+def load_example(example_dir: Path) -> tuple[ModuleType, ModuleType]:
+    """Import the example's ``train`` and ``test`` scripts, which import ``model`` / ``dataset`` by flat name.
+
+    Those names (and ``test``, a stdlib package) are taken out of ``sys.modules`` only while importing.
+    """
+    if not (example_dir / "train.py").exists():
+        raise FileNotFoundError(
+            f"{example_dir} has no train.py: `semkt demo` runs the example repository examples/ahdr of a source "
+            "checkout; pass --example_dir <checkout>/examples/ahdr"
+        )
+    saved = {name: sys.modules.pop(name) for name in EXAMPLE_MODULES if name in sys.modules}
+    sys.path.insert(0, str(example_dir))
+    try:
+        return importlib.import_module("train"), importlib.import_module("test")
+    finally:
+        sys.path.remove(str(example_dir))
+        for name in EXAMPLE_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
+def format_table(runs: dict[str, dict]) -> str:
+    """Table 1 style: one row per run, the four metrics averaged over the test scenes, and the training time."""
+    head = f"{'Method':<16}" + "".join(f"{label:>9}" for _, label in METRICS) + f"{'train s':>9}"
+    rows = [head, "-" * len(head)]
+    for name, run in runs.items():
+        cells = [f"{run['test'][k]:9.2f}" if k.startswith("psnr") else f"{run['test'][k]:9.4f}" for k, _ in METRICS]
+        rows.append(f"{name:<16}" + "".join(cells) + f"{run['train']['seconds']:9.0f}")
+    return "\n".join(rows)
+
+
+def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
+    """Reference LDR, each run's μ-law output and the ground truth of the first test scene, plus loss curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    scene = read_scene(scene_dirs(data, "Test")[0])
+    tone = lambda hdr: mu_law(torch.from_numpy(hdr).clamp_min(0)).clamp(0, 1).numpy()
+    panels = [("reference LDR", scene.ldrs[1])]
+    for name, run in runs.items():
+        pred = read_hdr(Path(run["results_dir"]) / f"{scene.name}.hdr")
+        panels.append((f"{name}\nPSNR-μ {run['test']['scenes'][scene.name]['psnr_mu']:.2f} dB", tone(pred)))
+    panels.append(("ground truth (μ-law)", tone(scene.hdr)))
+
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4))
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(np.clip(img, 0, 1))
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    for name, run in runs.items():
+        axes[-1].plot(run["train"]["losses"], label=name, linewidth=0.8)
+    axes[-1].set_yscale("log")
+    axes[-1].set_xlabel("step")
+    axes[-1].set_title("training loss\n(semkt: incl. distillation terms)", fontsize=9)
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the demo; returns what ``results.json`` holds: the settings and, per run, training and test results."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else generate_dataset(
+        out / "data", n_train=args.n_train, n_test=args.n_test, size=tuple(args.size), seed=args.seed
+    )
+    train, test = load_example(args.example_dir)
+    semkt_config = out / "semkt.json"
+    semkt_config.write_text(json.dumps({"skb_weights": args.skb, "perceptual": args.perceptual}) + "\n")
+    model_args = ["--nFeat", str(args.nFeat), "--growthRate", str(args.growthRate),
+                  "--nDenselayer", str(args.nDenselayer)]
+    common = ["--data_dir", str(data), "--steps", str(args.steps), "--batchsize", str(args.batchsize),
+              "--crop", str(args.crop), "--lr", str(args.lr), "--seed", str(args.seed), *model_args]
+
+    runs = {}
+    for name, folder, extra in RUNS:
+        run_dir = out / folder
+        if extra:
+            extra = [*extra, "--semkt_config", str(semkt_config)]
+        summary = train.main([*common, "--trained_model_dir", str(run_dir), *extra])
+        metrics = test.main(["--data_dir", str(data), "--trained_model_dir", str(run_dir),
+                             "--result_dir", str(run_dir / "results"), *model_args])
+        runs[name] = {"train": summary, "test": metrics, "results_dir": str(run_dir / "results")}
+
+    table = format_table(runs)
+    print(f"\n{args.n_test} synthetic test scenes, {args.steps} steps per run, seed {args.seed}\n{table}")
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results = {"settings": {**settings, "data": str(data)}, "table": table, "runs": runs}
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    save_figure(out / "figure.png", data, runs)
+    print(f"wrote {out / 'results.json'} and {out / 'figure.png'}")
+    return results

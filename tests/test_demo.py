@@ -1,0 +1,23 @@
+"""`semkt demo` end to end at toy size: data generated, both runs trained and evaluated, outputs written."""
+import json
+import math
+
+import pytest
+
+from semkt_plugin import cli
+
+
+@pytest.mark.slow  # two training runs, one with the stand-in SKB: a few seconds to ~20 s on 2 busy cores
+def test_demo_writes_table_results_and_figure(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--steps", "1", "--n_train", "1", "--n_test", "1",
+                     "--size", "32", "32", "--crop", "32", "--batchsize", "1", "--nFeat", "8",
+                     "--growthRate", "4", "--nDenselayer", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["runs"]) == ["AHDR", "AHDR + semkt"]
+    for run in results["runs"].values():
+        assert len(run["train"]["losses"]) == 1
+        assert all(math.isfinite(run["test"][k]) for k in ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l"))
+    assert (out / "figure.png").stat().st_size > 0 and (out / "data" / "synth.json").exists()
+    printed = capsys.readouterr().out
+    assert "AHDR + semkt" in printed and "PSNR-μ" in printed
