@@ -126,7 +126,7 @@ def write_scene(
 def ahdr_inputs(ldrs: list[np.ndarray], stops: np.ndarray) -> list[np.ndarray]:
     """AHDRNet's inputs: 3 × (6, H, W) float32 ``concat(LDR, LDR**2.2 / 2**stop)`` from 3 × (H, W, 3) LDRs."""
     return [
-        np.concatenate([ldr, ldr**GAMMA / 2.0**stop], axis=2).transpose(2, 0, 1).astype(np.float32)
+        np.ascontiguousarray(np.concatenate([ldr, ldr**GAMMA / 2.0**stop], axis=2).transpose(2, 0, 1), np.float32)
         for ldr, stop in zip(ldrs, stops)
     ]
 
@@ -135,7 +135,8 @@ class KalantariDataset(Dataset):
     """Scenes of ``<root>/<split>`` as ``(x1, x2, x3, hdr)``: three (6, H, W) AHDR inputs and the (3, H, W) label.
 
     With ``crop`` set, each item is a random ``crop × crop`` patch, randomly flipped / rotated by 180°
-    when ``augment`` (AHDRNet's geometric augmentation).  Scenes are read once and kept in memory.
+    when ``augment`` (AHDRNet's geometric augmentation).  Scenes are read from disk per item: the real
+    dataset (74 scenes of 1000×1500) would take several GB in memory.
 
     Crops and flips come from the dataset's own generator seeded with ``seed`` (None: fresh entropy), not
     from the global RNGs, so code that draws random numbers elsewhere (e.g. building extra modules) does not
@@ -151,20 +152,18 @@ class KalantariDataset(Dataset):
         augment: bool = False,
         seed: int | None = None,
     ):
-        self.scenes = [read_scene(d) for d in scene_dirs(root, split)]
-        if not self.scenes:
+        self.dirs = scene_dirs(root, split)
+        if not self.dirs:
             raise ValueError(f"no scenes in {Path(root) / split}")
-        missing = [s.name for s in self.scenes if s.hdr is None]
+        missing = [d.name for d in self.dirs if not (d / "HDRImg.hdr").exists()]
         if missing:
             raise ValueError(f"scenes without HDRImg.hdr in {Path(root) / split}: {missing}")
-        self.crop, self.augment, self.seed = crop, augment, seed
+        self.names = [d.name for d in self.dirs]
+        self.crop, self.augment = crop, augment
         self._rng, self._rng_key = np.random.default_rng(seed), None
-        self.items = [
-            (np.concatenate(ahdr_inputs(s.ldrs, s.stops)), s.hdr.transpose(2, 0, 1).copy()) for s in self.scenes
-        ]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.dirs)
 
     def _generator(self) -> np.random.Generator:
         worker = get_worker_info()
@@ -173,19 +172,20 @@ class KalantariDataset(Dataset):
         return self._rng
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        x, y = self.items[index]
+        scene = read_scene(self.dirs[index])
+        images = [*scene.ldrs, scene.hdr]  # (H, W, 3) each, cropped and flipped together
         rng = self._generator()
         if self.crop is not None:
-            h, w = y.shape[1:]
+            h, w = scene.hdr.shape[:2]
             if self.crop > min(h, w):
                 raise ValueError(f"crop {self.crop} exceeds scene size {h}×{w}: use a smaller crop")
             top, left = rng.integers(0, h - self.crop + 1), rng.integers(0, w - self.crop + 1)
-            x = x[:, top : top + self.crop, left : left + self.crop]
-            y = y[:, top : top + self.crop, left : left + self.crop]
+            images = [img[top : top + self.crop, left : left + self.crop] for img in images]
         if self.augment:
             if rng.random() < 0.5:
-                x, y = x[:, :, ::-1], y[:, :, ::-1]
+                images = [img[:, ::-1] for img in images]
             if rng.random() < 0.5:
-                x, y = x[:, ::-1], y[:, ::-1]
-        x = torch.from_numpy(np.ascontiguousarray(x))
-        return x[0:6], x[6:12], x[12:18], torch.from_numpy(np.ascontiguousarray(y))
+                images = [img[::-1] for img in images]
+        *ldrs, hdr = images
+        frames = [torch.from_numpy(x) for x in ahdr_inputs(ldrs, scene.stops)]
+        return *frames, torch.from_numpy(np.ascontiguousarray(hdr.transpose(2, 0, 1)))

@@ -40,12 +40,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = test_set(args.data_dir)
     scenes = {}
-    for scene, (x1, x2, x3, gt) in tqdm(zip(data.scenes, data), total=len(data), desc="test AHDR"):
+    for name, (x1, x2, x3, gt) in tqdm(zip(data.names, data), total=len(data), desc="test AHDR"):
         out = model(x1[None], x2[None], x3[None])
-        scenes[scene.name] = {k: v.item() for k, v in hdr_metrics(out, gt[None]).items()}
+        scenes[name] = {k: v.item() for k, v in hdr_metrics(out, gt[None]).items()}
         if args.result_dir:
             Path(args.result_dir).mkdir(parents=True, exist_ok=True)
-            write_hdr(Path(args.result_dir) / f"{scene.name}.hdr", out[0].permute(1, 2, 0).numpy())
+            write_hdr(Path(args.result_dir) / f"{name}.hdr", out[0].permute(1, 2, 0).numpy())
     means = {k: sum(s[k] for s in scenes.values()) / len(scenes) for k in ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l")}
     return {**means, "scenes": scenes}
 
