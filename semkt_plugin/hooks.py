@@ -3,7 +3,7 @@
 Hooks only read: they return ``None``, so the model computes exactly what it computed before. Each capture is a
 ``clone()`` because the next layer may work in place (``LeakyReLU(inplace=True)`` after a hooked conv), which
 would silently overwrite a view and break autograd. A forward pre-hook on the root model starts a new capture
-round, so an exception in the user's forward leaves nothing behind past the next forward.
+round, and a forward hook that torch also calls when the forward raises drops that round's captures at once.
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ class FeatureHooks:
         self.calls = [0] * len(self.points)
         modules = [find_module(self.model, p.path) for p in self.points]
         self.modules = modules
-        self.handles = [self.model.register_forward_pre_hook(self._new_round)]
+        self.handles = [self.model.register_forward_pre_hook(self._new_round),
+                        self.model.register_forward_hook(self._end_round, always_call=True)]
         for i, (point, module) in enumerate(zip(self.points, modules)):
             if point.kind == "pre":
                 self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
@@ -127,6 +128,10 @@ class FeatureHooks:
 
     def _new_round(self, module: nn.Module, args: Any) -> None:
         self.clear()
+
+    def _end_round(self, module: nn.Module, args: Any, output: Any) -> None:
+        if output is None:  # torch passes None when the forward raised: its captures will never be used
+            self.clear()
 
     def _hook(self, i: int, input_side: bool):
         point = self.points[i]

@@ -72,6 +72,10 @@ class SemanticTransfer(nn.Module):
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors)
+        if self.teacher.fpn is not None:
+            # the fusion modules read the first FPN levels only; the last level's output block never gets a
+            # gradient, and DDP(skt) would then need find_unused_parameters. Frozen, it is no longer waited for.
+            self.teacher.fpn.layer_blocks[SPGRM.num_features:].requires_grad_(False)
         self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
                          config.seed) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
@@ -116,12 +120,23 @@ class SemanticTransfer(nn.Module):
         """φ of eq. 5, or ``None``."""
         return self._aux["perceptual"]
 
-    def _check_device(self, h: Tensor) -> None:
+    def _check_inputs(self, h: Tensor, target: Tensor) -> None:
         param = next(self.teacher.parameters())
         if h.device != param.device:
             raise RuntimeError(
                 f"the model's output is on {h.device} but the plugin is on {param.device}; "
                 f"call skt.to({str(h.device)!r}) after moving the model"
+            )
+        if target.device != h.device:
+            raise RuntimeError(f"the target is on {target.device} but the model's output is on {h.device}; "
+                               f"move the target with target.to({str(h.device)!r})")
+        if target.shape != h.shape:
+            raise ValueError(f"target shape {tuple(target.shape)} differs from H_in's {tuple(h.shape)}; "
+                             "the target must be in the model output's domain, scale and size")
+        if param.dtype != torch.float32:
+            raise TypeError(
+                f"the plugin's parameters are {param.dtype}; keep them in float32 (skt.float()) and use "
+                "torch.autocast for mixed precision: the μ-law and the histograms need float32"
             )
 
     def loss(self, output: Any, target: Tensor) -> Tensor:
@@ -135,12 +150,9 @@ class SemanticTransfer(nn.Module):
             Scalar; add it to the model's own loss. Components are in :attr:`last_losses`.
         """
         cfg = self.config
-        h_in = select_output(output, self.adapter.output)
-        self._check_device(h_in)
-        if target.shape != h_in.shape:
-            raise ValueError(f"target shape {tuple(target.shape)} differs from H_in's {tuple(h_in.shape)}; "
-                             "the target must be in the model output's domain, scale and size")
-        try:
+        try:  # every exit, errors included, drops the captured features and the graph they hold
+            h_in = select_output(output, self.adapter.output)
+            self._check_inputs(h_in, target)
             hs = self.transfer(h_in)
             with torch.no_grad():
                 target_s = self.transfer(target, what="target")
@@ -157,7 +169,8 @@ class SemanticTransfer(nn.Module):
                                                 cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
                 total = total + cfg.lambda_color * terms["color"]
             if self.skam is not None:
-                student = self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])
+                # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
+                student = [s.float() for s in self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])]
                 terms["feat"] = self.skam(student, teacher_feats)
                 total = total + cfg.lambda_feat * terms["feat"]
         finally:
@@ -165,6 +178,10 @@ class SemanticTransfer(nn.Module):
                 self.hooks.clear()
         self._last = {**{k: v.detach() for k, v in terms.items()}, "total": total.detach()}
         return total
+
+    def forward(self, output: Any, target: Tensor) -> Tensor:
+        """Same as :meth:`loss`; a forward lets ``DDP(skt)`` average the plugin's gradients across ranks."""
+        return self.loss(output, target)
 
     @torch.no_grad()
     def teacher_output(self, output: Any) -> Tensor:
