@@ -106,7 +106,7 @@ def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
         axes[-1].plot(run["train"]["losses"], label=name, linewidth=0.8)
     axes[-1].set_yscale("log")
     axes[-1].set_xlabel("step")
-    axes[-1].set_title("training loss\n(semkt: incl. distillation terms)", fontsize=9)
+    axes[-1].set_title("training μ-law L1\n(the model's own loss)", fontsize=9)
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

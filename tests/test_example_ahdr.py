@@ -52,7 +52,8 @@ def test_semkt_flag_trains_and_saves_plain_ahdr_weights(example, tmp_path):
     base = train.main([*common, "--trained_model_dir", str(tmp_path / "base")])
     semkt = train.main([*common, "--trained_model_dir", str(tmp_path / "semkt"), "--semkt",
                         "--semkt_config", str(config)])
-    assert math.isfinite(semkt["losses"][0]) and semkt["losses"][0] > base["losses"][0]  # distillation terms added
+    # same seed, same data: the first step sees the same weights and batch, so the same μ-law L1
+    assert semkt["losses"][0] == base["losses"][0]
     base_state, semkt_state = torch.load(base["checkpoint"]), torch.load(semkt["checkpoint"])
     assert list(semkt_state) == list(base_state)
     assert all(semkt_state[k].shape == v.shape for k, v in base_state.items())
