@@ -179,11 +179,17 @@ def run_snapshot(body: str, setup: str = "") -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_process_left_untouched():
+def test_process_left_untouched(tmp_path):
+    """Random init, the stand-in and a pickled ultralytics checkpoint, each with a forward pass."""
+    with ultralytics_sandbox():
+        from ultralytics.nn.tasks import SegmentationModel
+
+        torch.save({"model": SegmentationModel("yolov8n-seg.yaml", nc=1, verbose=False)}, tmp_path / "c.pt")
     # the package import is outside the check: other semkt modules import torch._dynamo, which sets
     # TORCHINDUCTOR_CACHE_DIR and a sympy warning filter; this test is about ultralytics
     res = run_snapshot(
-        "skb = load_skb(None, arch='yolov8n-seg.yaml')\nskb(torch.rand(1, 3, 40, 40))\n",
+        f"for w, a in [(None, 'yolov8n-seg.yaml'), ('standin', None), ({str(tmp_path / 'c.pt')!r}, None)]:\n"
+        "    load_skb(w, arch=a)(torch.rand(1, 3, 40, 40))\n",
         setup="from semkt_plugin.skb import load_skb\n",
     )
     assert res["ultralytics"]
