@@ -1,0 +1,161 @@
+"""Mixed precision (bf16 autocast, fp16 autocast + GradScaler) and torch.compile of the wrapped model."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import TINY_ADAPTER, TinyHDR
+from semkt_plugin.domain import domain_transfer
+from semkt_plugin.losses import histogram_loss
+from semkt_plugin.plugin import wrap
+
+FAST = dict(perceptual="skb")
+CHEAP = dict(use_color=False, use_priors=False, use_content=False)  # compile concerns the ORM; skip the SKB
+
+
+def _fp16_on_cpu() -> bool:
+    try:
+        with torch.autocast("cpu", dtype=torch.float16):
+            return torch.nn.functional.conv2d(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)).dtype == torch.float16
+    except RuntimeError:
+        return False
+
+
+def _amp_steps(model, skt, batch, dtype, scaler, steps):
+    frames, gt = batch
+    opt = torch.optim.Adam([*model.parameters(), *skt.parameters()], 1e-3)
+    losses = []
+    for _ in range(steps):
+        with torch.autocast("cpu", dtype=dtype):
+            out = model(*frames)
+            loss = F.l1_loss(out, gt) + skt.loss(out, gt)
+        assert out.dtype == dtype  # autocast really ran the ORM in reduced precision
+        opt.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(skt.last_losses)
+    return losses
+
+
+def test_bf16_autocast_gives_finite_losses_and_grads(skb, batch):
+    torch.manual_seed(0)
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    losses = _amp_steps(model, skt, batch, torch.bfloat16, torch.amp.GradScaler("cpu", enabled=False), steps=2)
+    assert set(losses[-1]) == {"spg", "content", "color", "feat", "total"}
+    assert all(math.isfinite(v) for step in losses for v in step.values())
+    assert all(torch.isfinite(p.grad).all() for p in [*model.parameters(), *skt.parameters()] if p.grad is not None)
+    skt.unwrap()
+
+
+@pytest.mark.slow  # CPU float16 convolutions have no fast kernels: ~5 s per step under load
+@pytest.mark.skipif(not _fp16_on_cpu(), reason="this torch build has no float16 autocast on CPU")
+def test_fp16_autocast_with_grad_scaler_trains(skb, batch):
+    torch.manual_seed(0)
+    model = TinyHDR()
+    start = copy.deepcopy(model.state_dict())
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    scaler = torch.amp.GradScaler("cpu")
+    # λ_color = 100 makes the scaled loss overflow fp16 gradients at the initial scale 2^16: the scaler backs off
+    # and skips those steps, as it should; some of the steps must still go through
+    frames, gt = batch  # one image: CPU float16 convolutions have no fast kernels
+    losses = _amp_steps(model, skt, ([f[:1] for f in frames], gt[:1]), torch.float16, scaler, steps=3)
+    assert all(math.isfinite(v) for step in losses for v in step.values())
+    assert 0 < scaler.get_scale() <= 2.0 ** 16
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    assert any(not torch.equal(start[k], v) for k, v in model.state_dict().items()), "no step was taken"
+    skt.unwrap()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_mu_law_and_histograms_stay_float32_under_autocast(dtype):
+    g = torch.Generator().manual_seed(0)
+    h = (torch.rand(2, 3, 16, 16, generator=g) ** 4).to(dtype)  # mostly dark tones, where half precision hurts
+    other = torch.rand(2, 3, 16, 16, generator=g)
+    regions = (torch.rand(2, 4, 16, 16, generator=g) > 0.5).float()
+    with torch.autocast("cpu", dtype=dtype):
+        tone = domain_transfer(h)
+        hist = histogram_loss(tone, other, regions, bins=64)
+    assert tone.dtype == torch.float32 and hist.dtype == torch.float32
+    reference = domain_transfer(h.float())
+    assert torch.equal(tone, reference)
+    assert torch.equal(hist, histogram_loss(reference, other, regions, bins=64))
+
+
+@pytest.fixture
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def test_hooks_add_no_graph_breaks(fresh_dynamo, batch):
+    frames, _ = batch
+    model = TinyHDR()
+    plain = torch._dynamo.explain(model)(*frames)
+    skt = wrap(model, TINY_ADAPTER, **CHEAP)
+    wrapped = torch._dynamo.explain(model)(*frames)
+    skt.unwrap()
+    assert wrapped.graph_break_count == plain.graph_break_count == 0, wrapped.break_reasons
+    assert wrapped.graph_count == plain.graph_count
+
+
+def _compiled_vs_eager(batch, backend, order, steps=2):
+    frames, gt = batch
+    torch.manual_seed(0)
+    eager = TinyHDR()
+    model = copy.deepcopy(eager)
+    runs = {}
+    for name, net in (("eager", eager), ("compiled", model)):
+        torch.manual_seed(1)  # same plugin weights for both
+        if name == "eager":
+            call = wrapped = net
+            skt = wrap(net, TINY_ADAPTER, **CHEAP)
+        elif order == "compile-then-wrap":
+            call = wrapped = torch.compile(net, backend=backend)
+            skt = wrap(call, TINY_ADAPTER, **CHEAP)
+        else:
+            wrapped = net
+            skt = wrap(net, TINY_ADAPTER, **CHEAP)
+            call = torch.compile(net, backend=backend)
+        opt = torch.optim.Adam([*net.parameters(), *skt.parameters()], 1e-3)
+        runs[name] = []
+        for _ in range(steps):
+            out = call(*frames)
+            loss = F.l1_loss(out, gt) + skt.loss(out, gt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            runs[name].append(skt.last_losses)
+        assert skt.unwrap() is wrapped
+    return runs
+
+
+@pytest.mark.parametrize("order", ["compile-then-wrap", "wrap-then-compile"])
+def test_compiled_model_trains_like_eager(fresh_dynamo, batch, order):
+    runs = _compiled_vs_eager(batch, "aot_eager", order)
+    for eager, compiled in zip(runs["eager"], runs["compiled"]):
+        assert compiled == pytest.approx(eager, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.slow
+def test_inductor_compiled_model_trains_like_eager(fresh_dynamo, batch):
+    runs = _compiled_vs_eager(batch, "inductor", "compile-then-wrap")
+    for eager, compiled in zip(runs["eager"], runs["compiled"]):
+        assert compiled == pytest.approx(eager, rel=1e-4, abs=1e-6)
+
+
+def test_wrapping_an_already_compiled_model_needs_a_dynamo_reset(fresh_dynamo, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    compiled = torch.compile(model, backend="aot_eager")
+    compiled(*frames)  # dynamo has traced the model without hooks and will not look again on its own
+    skt = wrap(compiled, TINY_ADAPTER, **CHEAP)
+    with pytest.raises(RuntimeError, match=r"compiled and run before wrap\(\).*torch\._dynamo\.reset\(\)"):
+        skt.loss(compiled(*frames), gt)
+    torch._dynamo.reset()
+    assert torch.isfinite(skt.loss(compiled(*frames), gt))
+    skt.unwrap()
