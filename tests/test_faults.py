@@ -112,3 +112,19 @@ def test_wrapping_twice_is_refused_through_containers():
     skt.unwrap()
     wrap(nn.DataParallel(model), TINY_ADAPTER, **CHEAP).unwrap()
     assert _hook_count(model) == 0
+
+
+def test_a_compiled_forward_that_raises_drops_its_captures():
+    torch._dynamo.reset()
+    model = FlakyHDR(4)
+    compiled = torch.compile(model, backend="aot_eager")
+    skt = wrap(compiled, TINY_ADAPTER, **CHEAP)
+    frames = [torch.rand(1, 6, 8, 8) for _ in range(3)]
+    compiled(*frames)
+    assert len(skt.hooks.captured) == 2  # the hooks were traced into the graph
+    model.fail = True
+    with pytest.raises(Boom):
+        compiled(*frames)
+    assert skt.hooks.captured == {}
+    skt.unwrap()
+    torch._dynamo.reset()
