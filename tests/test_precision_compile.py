@@ -51,7 +51,6 @@ def test_bf16_autocast_gives_finite_losses_and_grads(skb, batch):
     skt.unwrap()
 
 
-@pytest.mark.slow  # CPU float16 convolutions have no fast kernels: ~5 s per step under load
 @pytest.mark.skipif(not _fp16_on_cpu(), reason="this torch build has no float16 autocast on CPU")
 def test_fp16_autocast_with_grad_scaler_trains(skb, batch):
     torch.manual_seed(0)
