@@ -166,8 +166,8 @@ class FeatureHooks:
                 raise RuntimeError(
                     f"hook point {point.path!r} did not fire in the last forward "
                     f"(fired {self.calls[i]} times, call={point.call} wanted). Is the module used in forward? "
-                    "Was the forward run under torch.no_grad()? Was the model compiled and run before wrap() or "
-                    "unwrap() (call torch._dynamo.reset() after either)? Run `semkt check` to see what fires."
+                    "Was the forward run under torch.no_grad()? Was the model compiled and run before wrap()? "
+                    "Then call torch._dynamo.reset() after wrap(). Run `semkt check` to see what fires."
                 )
             out.append(to_map(self.captured[i], point, aspect))
         return out
