@@ -72,10 +72,6 @@ class SemanticTransfer(nn.Module):
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors)
-        if self.teacher.fpn is not None:
-            # the fusion modules read the first FPN levels only; the last level's output block never gets a
-            # gradient, and DDP(skt) would then need find_unused_parameters. Frozen, it is no longer waited for.
-            self.teacher.fpn.layer_blocks[SPGRM.num_features:].requires_grad_(False)
         self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
                          config.seed) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
@@ -231,7 +227,10 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
                            "wrapping it again")
     adapter = get_adapter(adapter)
     base = merge(Config(), adapter.config) if config is None else config
-    skt = SemanticTransfer(model, adapter, merge(base, overrides), skb)
+    config = merge(base, overrides)
+    with torch.random.fork_rng(devices=[]):  # the plugin's init comes from config.seed; the user's RNG stream stays as it was
+        torch.manual_seed(config.seed)
+        skt = SemanticTransfer(model, adapter, config, skb)
     _wrapped[model] = skt
     if core is not model:
         _wrapped[core] = skt

@@ -1,6 +1,6 @@
 """SPGRM, the teacher (§3.2): refines T(H_in) in the SDR domain with the SKB's multi-scale features.
 
-Layout: a 3×3 head; an FPN (torchvision's) maps the four SKB features to the teacher's width; three semantic-guided
+Layout: a 3×3 head; an FPN maps the four SKB features to the teacher's width; three semantic-guided
 fusion modules, each two residual blocks and a Prior Fusion Block that takes FPN level ``k`` (strides 4, 8, 16 for
 modules 1–3: fine detail first, wider context deeper); a 3×3 tail predicts a residual, so an untrained teacher
 starts as the identity on T(H_in). The three module outputs are the teacher features F_T^k that SKAM aligns with.
@@ -9,14 +9,12 @@ second-stage enhancer of the same depth.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
-from torchvision.ops import FeaturePyramidNetwork
 
 
 class LayerNorm2d(nn.Module):
@@ -70,6 +68,32 @@ class PriorFusionBlock(nn.Module):
         return feature + self.out(out)
 
 
+class PriorPyramid(nn.Module):
+    """FPN over the SKB features, returning only the finest ``levels`` outputs (the ones the teacher reads).
+
+    Lateral 1×1 convolutions to ``dim``, a nearest-neighbour top-down pathway, then a 3×3 convolution per output
+    level (as torchvision's ``FeaturePyramidNetwork``, which would also build the coarsest output, unused here:
+    a parameter without gradient that ``DDP`` would wait for).
+
+    Shapes:
+        ``[(B, C_i, H_i, W_i)]`` fine to coarse → ``levels × (B, dim, H_i, W_i)``.
+    """
+
+    def __init__(self, in_channels: Sequence[int], dim: int, levels: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
+        self.smooth = nn.ModuleList(nn.Conv2d(dim, dim, 3, padding=1) for _ in range(levels))
+
+    def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
+        x = self.lateral[-1](features[-1])
+        merged = [x]
+        for lateral, feature in zip(self.lateral[-2::-1], features[-2::-1]):
+            x = lateral(feature) + F.interpolate(x, size=feature.shape[-2:], mode="nearest")
+            merged.append(x)
+        merged.reverse()
+        return [smooth(m) for smooth, m in zip(self.smooth, merged)]
+
+
 class ResBlock(nn.Module):
     """conv3×3 – ReLU – conv3×3 with a skip: ``(B, C, H, W)`` → same."""
 
@@ -113,7 +137,7 @@ class SPGRM(nn.Module):
     def __init__(self, prior_channels: Sequence[int], dim: int = 32, heads: int = 2, use_priors: bool = True) -> None:
         super().__init__()
         self.use_priors = use_priors
-        self.fpn = FeaturePyramidNetwork(list(prior_channels), dim) if use_priors else None
+        self.fpn = PriorPyramid(prior_channels, dim, self.num_features) if use_priors else None
         self.head = nn.Conv2d(3, dim, 3, padding=1)
         self.fusion = nn.ModuleList(FusionModule(dim, dim, heads, use_priors) for _ in range(self.num_features))
         self.tail = nn.Conv2d(dim, 3, 3, padding=1)
@@ -125,7 +149,7 @@ class SPGRM(nn.Module):
         if self.use_priors:
             if priors is None:
                 raise ValueError("SPGRM was built with use_priors=True but got no priors")
-            levels = list(self.fpn(OrderedDict((str(i), p) for i, p in enumerate(priors))).values())
+            levels = self.fpn(priors)
         x = self.head(hs)
         feats = []
         for module, prior in zip(self.fusion, levels):

@@ -164,3 +164,18 @@ def test_hook_that_never_fires_is_explained(skb, batch):
 def test_config_rejects_unknown_fields():
     with pytest.raises(ValueError, match="unknown Config fields"):
         Config().replace(lamda_color=1.0)
+
+
+def test_wrap_leaves_the_global_rng_alone_and_inits_from_the_seed(skb):
+    models = [TinyHDR() for _ in range(3)]
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = wrap(models[0], TINY_ADAPTER, skb=skb, **FAST)
+    b = wrap(models[1], TINY_ADAPTER, skb=skb, **FAST, seed=0)
+    c = wrap(models[2], TINY_ADAPTER, skb=skb, **FAST, seed=1)
+    assert torch.equal(torch.rand(3), expected)  # the user's random stream did not move
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters()))
+    for skt in (a, b, c):
+        skt.unwrap()
