@@ -40,6 +40,10 @@ class Config:
             SKB priors in the teacher (off: a plain second-stage teacher; the SKB is then only loaded if the
             color loss or ``perceptual="skb"`` needs it).
         teacher_moves_orm: let L_spg's gradient reach the ORM through T(H_in) (off in the paper's scheme).
+        color_background: add the region "everything no SKB region covers" (``1 − max_n p_m^n``) to L_color, so
+            that background pixels count too (FastSAM's masks cover objects, not the whole image).
+        distill_warmup: ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
+            not pulled towards a teacher that has not learned anything yet (0: from the first step, as the paper).
     """
 
     lambda_content: float = 1e-3
@@ -68,6 +72,8 @@ class Config:
     use_skam: bool = True
     use_priors: bool = True
     teacher_moves_orm: bool = False
+    color_background: bool = True
+    distill_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.perceptual not in ("vgg19", "skb", "none"):
@@ -76,6 +82,8 @@ class Config:
             raise ValueError(f"hist_kernel must be 'sigmoid' or 'gaussian', got {self.hist_kernel!r}")
         if not 0.0 <= self.skam_ratio <= 1.0:
             raise ValueError(f"skam_ratio must be in [0, 1], got {self.skam_ratio}")
+        if self.distill_warmup < 0:
+            raise ValueError(f"distill_warmup must be >= 0, got {self.distill_warmup}")
         for name in ("hist_bins", "hist_chunk", "teacher_dim", "skam_latent", "num_regions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -47,6 +47,11 @@ def select_output(output: Any, where: int | str | None) -> Tensor:
     return value
 
 
+def with_background(regions: Tensor) -> Tensor:
+    """Append the region no map covers, ``1 − max_n regions_n``: ``(B, N, H, W)`` → ``(B, N + 1, H, W)``."""
+    return torch.cat([regions, 1 - regions.amax(1, keepdim=True)], 1)
+
+
 def _skb_for(config: Config) -> nn.Module:
     from .skb import load_skb
 
@@ -75,6 +80,7 @@ class SemanticTransfer(nn.Module):
         self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
                          config.seed) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training, for the warm-up
         self._last: dict[str, Tensor] = {}
         device = next(iter(core.parameters()), torch.empty(0)).device
         self.to(device)
@@ -155,20 +161,24 @@ class SemanticTransfer(nn.Module):
                 prior = self.skb(hs.detach()) if self.skb is not None else None
             hhat, teacher_feats = self.teacher(hs if cfg.teacher_moves_orm else hs.detach(),
                                                prior.features if cfg.use_priors else None)
+            ramp = min(1.0, (int(self.steps) + 1) / cfg.distill_warmup) if cfg.distill_warmup else 1.0
+            if torch.is_grad_enabled():
+                self.steps += 1
             terms = {"spg": F.l1_loss(hhat, target_s)}
             total = cfg.lambda_spg * terms["spg"]
             if cfg.use_content:
                 terms["content"] = content_loss(hs, hhat, self.perceptual, cfg.perceptual_weight)
-                total = total + cfg.lambda_content * terms["content"]
+                total = total + ramp * cfg.lambda_content * terms["content"]
             if cfg.use_color:
-                terms["color"] = histogram_loss(hs, hhat, prior.regions, cfg.hist_bins, cfg.hist_kernel,
+                regions = with_background(prior.regions) if cfg.color_background else prior.regions
+                terms["color"] = histogram_loss(hs, hhat, regions, cfg.hist_bins, cfg.hist_kernel,
                                                 cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
-                total = total + cfg.lambda_color * terms["color"]
+                total = total + ramp * cfg.lambda_color * terms["color"]
             if self.skam is not None:
                 # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
                 student = [s.float() for s in self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])]
                 terms["feat"] = self.skam(student, teacher_feats)
-                total = total + cfg.lambda_feat * terms["feat"]
+                total = total + ramp * cfg.lambda_feat * terms["feat"]
         finally:
             if self.hooks is not None:
                 self.hooks.clear()

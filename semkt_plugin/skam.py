@@ -4,7 +4,8 @@ For each hooked ORM stage k: an encoder maps the student feature F_S^k, another 
 one latent space; a random binary mask I^M (``ratio`` of its elements 1) takes the teacher's latent where it is 1
 and the student's where it is 0; a decoder maps the mix back to F_T^k's space; ``L_feat^k = MSE(F_E^k, F_T^k)``.
 The student has to supply what the mask hides, so its feature learns to carry the teacher's semantics without
-being forced onto it (ORM and SPGRM live in different domains). F_T^k is a target: no gradient reaches the teacher.
+being forced onto it (ORM and SPGRM live in different domains). F_T^k is a target: no gradient reaches the teacher,
+and it is standardised per image and channel, so λ_feat means the same whatever the teacher's feature scale.
 
 Masks come from a generator owned by the module and saved in its state, so a resumed run draws the same masks.
 """
@@ -57,6 +58,10 @@ class AlignmentStage(nn.Module):
         teacher = teacher.detach()
         if teacher.shape[-2:] != student.shape[-2:]:
             teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+        # standardised per image and channel: the teacher's features grow as it trains, and an unnormalised MSE
+        # would let that growth, not the semantics, set how hard the ORM's features are pulled
+        mean, var = teacher.mean((2, 3), keepdim=True), teacher.var((2, 3), keepdim=True, unbiased=False)
+        teacher = (teacher - mean) / (var + 1e-5).sqrt()
         mixed = self.enc_s(student) * (1 - mask) + self.enc_t(teacher) * mask
         return F.mse_loss(self.dec(mixed), teacher)
 

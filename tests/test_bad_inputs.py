@@ -151,10 +151,16 @@ def test_empty_regions_are_left_out_not_nan(empty, seed):
 def test_no_region_found_gives_a_zero_color_term(wrapped, monkeypatch):
     model, skt = wrapped
     monkeypatch.setattr(skt.skb, "score_threshold", 2.0)  # scores are below 1: every region slot is empty
+    monkeypatch.setattr(skt.config, "color_background", False)
     out = model(*_frames(1, 32, 32))
     loss = skt.loss(out, torch.rand_like(out))
     loss.backward()
     assert skt.last_losses["color"] == 0.0 and torch.isfinite(loss) and _finite_grads(model)
+    monkeypatch.setattr(skt.config, "color_background", True)  # then the whole image is the one region
+    out = model(*_frames(1, 32, 32))
+    loss = skt.loss(out, torch.rand_like(out))
+    loss.backward()
+    assert torch.isfinite(loss) and _finite_grads(model)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])

@@ -179,3 +179,30 @@ def test_wrap_leaves_the_global_rng_alone_and_inits_from_the_seed(skb):
     assert any(not torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters()))
     for skt in (a, b, c):
         skt.unwrap()
+
+
+def test_distillation_warmup_ramps_the_weights_and_counts_training_steps(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST, distill_warmup=4, lambda_spg=0.0)
+    totals = []
+    for _ in range(2):
+        loss = skt.loss(model(*frames), gt)
+        parts = skt.last_losses
+        totals.append((loss.item(), parts))
+    assert int(skt.steps) == 2
+    cfg = skt.config
+    for i, (total, parts) in enumerate(totals):
+        full = cfg.lambda_content * parts["content"] + cfg.lambda_color * parts["color"] + parts["feat"]
+        assert total == pytest.approx((i + 1) / 4 * full, rel=1e-5)
+    skt.unwrap()
+
+
+def test_background_region_covers_what_no_region_covers():
+    from semkt_plugin.plugin import with_background
+
+    regions = torch.zeros(1, 2, 2, 2)
+    regions[0, 0, 0, 0] = 1.0
+    regions[0, 1, 1, 1] = 0.25
+    rest = with_background(regions)[0, -1]
+    assert rest.tolist() == [[0.0, 1.0], [1.0, 0.75]]
