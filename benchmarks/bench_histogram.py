@@ -48,7 +48,7 @@ def naive(student, teacher, masks, bins=256, slope=400.0):
                     d = x[:, None] - centers
                     k = torch.sigmoid(slope * (d + width / 2)) - torch.sigmoid(slope * (d - width / 2))
                     hists.append(k.sum(0) / idx.numel())
-                loss = loss + (hists[0] - hists[1].detach()).pow(2).sum()
+                loss = loss + (hists[0] - hists[1].detach()).pow(2).mean()
             per_region.append(loss / student.shape[1])
         total = total + sum(per_region) / len(per_region)
     return total / student.shape[0]

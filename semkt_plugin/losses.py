@@ -8,10 +8,13 @@ width). That is our default (``kernel="sigmoid"``); ``kernel="gaussian"`` is eq.
 
 Masks weight pixels. A region's histogram is ``Σ_j m_j K(x_j, c) / Σ_j m_j`` with ``m`` its map in ``[0, 1]``:
 a pixel outside the region has weight 0 and adds nothing anywhere. (Multiplying the image by the mask, as eq. 10
-reads literally, would pile every outside pixel into bin 0 and make the loss mostly about region size.) Each
-histogram is normalised to sum 1, so regions of any size weigh alike; eq. 9 sums squared bin differences and
-averages channels; eq. 10 averages the regions that are not empty (mask mass below ``min_mass`` pixels is
-empty), then the batch.
+reads literally, would pile every outside pixel into bin 0 and make the loss mostly about region size.)
+
+Scale. Each histogram is normalised to sum 1, so regions of any size weigh alike. Eq. 9's squared bin differences
+are averaged over the bins (as SKF's L1 is) rather than summed: summed, λ2 = 100 gives L_color a gradient on the
+ORM output about ten times that of the ORM's own μ-law L1 (measured on the example AHDR), and it drowns the task;
+averaged, it is a few per cent of it. Then channels are averaged, eq. 10 averages the regions that are not empty
+(mask mass below ``min_mass`` pixels is empty), and the batch is averaged.
 
 Memory. The kernel values are ``B·C·P·bins`` numbers (16 × 3 × 256² × 256 floats = 3.2 GB), so they are made
 ``chunk`` pixels at a time under activation checkpointing: the forward keeps only the per-chunk histograms and
@@ -124,8 +127,8 @@ def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int 
         Others: see :func:`region_histograms`.
 
     Returns:
-        Scalar: mean over images of the mean over non-empty regions of ``(1/C) Σ_c Σ_i (H^S − H^T)²``;
-        0 for an image without a non-empty region.
+        Scalar: mean over images of the mean over non-empty regions of ``(1/C) Σ_c (1/K) Σ_i (H^S − H^T)²``
+        (``K`` bins); 0 for an image without a non-empty region.
     """
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in shape")
@@ -133,7 +136,7 @@ def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int 
     hs, valid = region_histograms(student, regions, **opts)
     with torch.no_grad():
         ht, _ = region_histograms(teacher.detach(), regions, **opts)
-    per_region = (hs - ht).pow(2).sum(-1).mean(-1)  # (B, N)
+    per_region = (hs - ht).pow(2).mean(-1).mean(-1)  # (B, N): mean over bins, then channels
     per_image = (per_region * valid).sum(-1) / valid.sum(-1).clamp_min(1)
     return per_image.mean()
 

@@ -20,7 +20,7 @@ def naive_histogram_loss(student, teacher, regions, bins=256, kernel="sigmoid", 
             for c in range(student.shape[1]):
                 hs = (w[:, None] * kernel_weights(student[b, c].flatten()[keep].clamp(0, 1), centers, kernel)).sum(0)
                 ht = (w[:, None] * kernel_weights(teacher[b, c].flatten()[keep].clamp(0, 1), centers, kernel)).sum(0)
-                total = total + ((hs - ht) / w.sum()).pow(2).sum()
+                total = total + ((hs - ht) / w.sum()).pow(2).mean()
             per_region.append(total / student.shape[1])
         per_image.append(sum(per_region) / len(per_region) if per_region else torch.tensor(0.0))
     return sum(per_image) / len(per_image)
