@@ -49,7 +49,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .check import check_adapter
 
     factory = load_object(args.model)
-    model = factory(**json.loads(args.kwargs))
+    kwargs = json.loads(args.kwargs)
+    model = factory(argparse.Namespace(**kwargs)) if args.namespace else factory(**kwargs)
     inputs = [torch.rand(shape) for shape in args.input]
     report = check_adapter(model, args.adapter, inputs)
     print(report)
@@ -72,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = sub.add_parser("check", help="one dry forward: does an adapter fit a model?")
     check.add_argument("--model", required=True, help="MODULE:FACTORY or FILE.py:FACTORY building the model")
     check.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory")
+    check.add_argument("--namespace", action="store_true",
+                       help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
     check.add_argument("--adapter", required=True, help="adapter name or .yaml/.toml/.json file")
     check.add_argument("--input", type=_shape, action="append", required=True,
                        help="shape of one positional input, e.g. 1,6,64,64; repeat per input")

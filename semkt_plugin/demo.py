@@ -81,8 +81,17 @@ def format_table(runs: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
+def _worst_window(errors: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size``² window with the largest summed error (both runs' errors added)."""
+    integral = np.pad(errors, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    y, x = np.unravel_index(np.argmax(sums), sums.shape)
+    return int(y), int(x)
+
+
 def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
-    """Reference LDR, each run's μ-law output and the ground truth of the first test scene, plus loss curves."""
+    """First test scene: the three LDR inputs, each run's output and the ground truth (μ-law), zoomed crops of the
+    window where the runs err most together (chosen from both runs' errors, so it favours neither), loss curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,26 +99,38 @@ def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
     import torch
 
     scene = read_scene(scene_dirs(data, "Test")[0])
-    tone = lambda hdr: mu_law(torch.from_numpy(hdr).clamp_min(0)).clamp(0, 1).numpy()
-    panels = [("reference LDR", scene.ldrs[1])]
-    for name, run in runs.items():
-        pred = read_hdr(Path(run["results_dir"]) / f"{scene.name}.hdr")
-        panels.append((f"{name}\nPSNR-μ {run['test']['scenes'][scene.name]['psnr_mu']:.2f} dB", tone(pred)))
-    panels.append(("ground truth (μ-law)", tone(scene.hdr)))
+    tone = lambda hdr: mu_law(torch.from_numpy(hdr).clamp_min(0)).clamp(0, 1).numpy()  # noqa: E731
+    gt = tone(scene.hdr)
+    outputs = {name: tone(read_hdr(Path(run["results_dir"]) / f"{scene.name}.hdr")) for name, run in runs.items()}
+    errors = sum(np.abs(img - gt).mean(-1) for img in outputs.values())
+    crop = max(16, min(gt.shape[:2]) // 4)
+    y, x = _worst_window(errors, crop)
 
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4))
-    for ax, (title, img) in zip(axes, panels):
-        ax.imshow(np.clip(img, 0, 1))
-        ax.set_title(title, fontsize=9)
+    shown = [(f"{name}\nPSNR-μ {runs[name]['test']['scenes'][scene.name]['psnr_mu']:.2f} dB", img)
+             for name, img in outputs.items()] + [("ground truth", gt)]
+    cols = max(len(shown), 3) + 1
+    fig, axes = plt.subplots(3, cols, figsize=(3.0 * cols, 9.0))
+    for ax in axes.flat:
         ax.axis("off")
+    for ax, ldr, stop in zip(axes[0], scene.ldrs, scene.stops):
+        ax.imshow(np.clip(ldr, 0, 1))
+        ax.set_title(f"input LDR, {stop:+g} stops", fontsize=9)
+    for col, (title, img) in enumerate(shown):
+        axes[1, col].imshow(img)
+        axes[1, col].add_patch(plt.Rectangle((x, y), crop, crop, fill=False, color="red", linewidth=1))
+        axes[1, col].set_title(title + " (μ-law)", fontsize=9)
+        axes[2, col].imshow(img[y:y + crop, x:x + crop], interpolation="nearest")
+        axes[2, col].set_title("zoom", fontsize=9)
+    curves = axes[0, -1]
+    curves.axis("on")
     for name, run in runs.items():
-        axes[-1].plot(run["train"]["losses"], label=name, linewidth=0.8)
-    axes[-1].set_yscale("log")
-    axes[-1].set_xlabel("step")
-    axes[-1].set_title("training μ-law L1\n(the model's own loss)", fontsize=9)
-    axes[-1].legend(fontsize=8)
+        curves.plot(run["train"]["losses"], label=name, linewidth=0.6)
+    curves.set_yscale("log")
+    curves.set_xlabel("step")
+    curves.set_title("training μ-law L1 (the model's own loss)", fontsize=9)
+    curves.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
