@@ -1,4 +1,4 @@
-"""`semkt demo` end to end at toy size: data generated, both runs trained and evaluated, outputs written."""
+"""`semkt demo` end to end at toy size: data generated, paired runs trained and evaluated, outputs written."""
 import json
 import math
 
@@ -6,18 +6,32 @@ import pytest
 
 from semkt_plugin import cli
 
+TOY = ["--steps", "2", "--n_train", "1", "--n_test", "1", "--size", "32", "32", "--crop", "32", "--batchsize", "1",
+       "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2", "--seeds", "1"]
+
 
 @pytest.mark.slow  # two training runs, one with the stand-in SKB: a few seconds to ~20 s on 2 busy cores
 def test_demo_writes_table_results_and_figure(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--steps", "1", "--n_train", "1", "--n_test", "1",
-                     "--size", "32", "32", "--crop", "32", "--batchsize", "1", "--nFeat", "8",
-                     "--growthRate", "4", "--nDenselayer", "2"]) == 0
+    assert cli.main(["demo", "--out", str(out), *TOY]) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results["runs"]) == ["AHDR", "AHDR + semkt"]
-    for run in results["runs"].values():
-        assert len(run["train"]["losses"]) == 1
+    for (run,) in results["runs"].values():
+        assert run["seed"] == 0 and len(run["train"]["losses"]) == 2
         assert all(math.isfinite(run["test"][k]) for k in ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l"))
+    (boosted,) = results["runs"]["AHDR + semkt"]
+    assert set(boosted["train"]["semkt_losses"][-1]) == {"spg", "content", "color", "feat", "total"}
     assert (out / "figure.png").stat().st_size > 0 and (out / "data" / "synth.json").exists()
     printed = capsys.readouterr().out
-    assert "AHDR + semkt" in printed and "PSNR-μ" in printed
+    assert "AHDR + semkt" in printed and "PSNR-μ" in printed and "per-seed PSNR-μ gain" in printed
+
+
+@pytest.mark.slow
+def test_demo_ablation_flag_switches_a_component_off(tmp_path):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), *TOY, "--no_skam"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["runs"]) == ["AHDR", "AHDR + semkt (w/o skam)"]
+    assert json.loads((out / "semkt.json").read_text())["use_skam"] is False
+    (run,) = results["runs"]["AHDR + semkt (w/o skam)"]
+    assert "feat" not in run["train"]["semkt_losses"][-1]

@@ -58,7 +58,8 @@ def weights_init_kaiming(m: torch.nn.Module) -> None:
 def main(argv: list[str] | None = None) -> dict:
     """Train and save ``<trained_model_dir>/<trained_model_filename>``.
 
-    Returns ``{"steps", "losses" (the μ-law L1 of each step, without semkt's terms), "seconds", "checkpoint"}``.
+    Returns ``{"steps", "losses" (the μ-law L1 of each step, without semkt's terms), "seconds", "checkpoint"}``,
+    and with ``--semkt`` also ``"semkt_losses"``: semkt's loss components of each step.
     """
     args = parse_args(argv)
     torch.manual_seed(args.seed)
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     optimizer = Adam(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
 
     model.train()
-    losses = []
+    losses, semkt_losses = [], []
     start = time.time()
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
     for step in tqdm(range(1, args.steps + 1), desc="train AHDR" + (" + semkt" if args.semkt else "")):
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         losses.append(loss.item())
         if args.semkt:
             loss = loss + skt.loss(out, gt)
+            semkt_losses.append(skt.last_losses)
         loss.backward()
         optimizer.step()
 
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / args.trained_model_filename
     torch.save(model.state_dict(), checkpoint)
-    return {"steps": args.steps, "losses": losses, "seconds": time.time() - start, "checkpoint": str(checkpoint)}
+    summary = {"steps": args.steps, "losses": losses, "seconds": time.time() - start, "checkpoint": str(checkpoint)}
+    return {**summary, "semkt_losses": semkt_losses} if args.semkt else summary
 
 
 if __name__ == "__main__":
