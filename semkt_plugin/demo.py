@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (also the data's)")
     parser.add_argument("--seeds", type=int, default=2, help="paired runs, seeds seed, seed+1, ...")
+    parser.add_argument("--config", default="{}", help='JSON of semkt Config fields, e.g. \'{"lambda_feat": 0.1}\'')
     for flag, field in ABLATIONS.items():
         parser.add_argument(f"--{flag}", action="store_true", help=f"ablation: semkt with {field}=False")
     parser.add_argument("--skb", default="standin", help="semkt Config.skb_weights ('standin' works offline)")
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
     train, test = load_example(args.example_dir)
     ablated = {field: False for flag, field in ABLATIONS.items() if getattr(args, flag)}
     semkt_config = out / "semkt.json"
-    semkt_config.write_text(json.dumps({"skb_weights": args.skb, "perceptual": args.perceptual, **ablated}) + "\n")
+    fields = {"skb_weights": args.skb, "perceptual": args.perceptual, **json.loads(args.config), **ablated}
+    semkt_config.write_text(json.dumps(fields) + "\n")
     semkt_name = "AHDR + semkt" + (f" (w/o {', '.join(f.removeprefix('use_') for f in ablated)})" if ablated else "")
     model_args = ["--nFeat", str(args.nFeat), "--growthRate", str(args.growthRate),
                   "--nDenselayer", str(args.nDenselayer)]

@@ -165,13 +165,16 @@ class SemanticTransfer(nn.Module):
             if torch.is_grad_enabled():
                 self.steps += 1
             terms = {"spg": F.l1_loss(hhat, target_s)}
+            # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is no
+            # target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
+            target = hhat.detach().clamp(0, 1)
             total = cfg.lambda_spg * terms["spg"]
             if cfg.use_content:
-                terms["content"] = content_loss(hs, hhat, self.perceptual, cfg.perceptual_weight)
+                terms["content"] = content_loss(hs, target, self.perceptual, cfg.perceptual_weight)
                 total = total + ramp * cfg.lambda_content * terms["content"]
             if cfg.use_color:
                 regions = with_background(prior.regions) if cfg.color_background else prior.regions
-                terms["color"] = histogram_loss(hs, hhat, regions, cfg.hist_bins, cfg.hist_kernel,
+                terms["color"] = histogram_loss(hs, target, regions, cfg.hist_bins, cfg.hist_kernel,
                                                 cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
                 total = total + ramp * cfg.lambda_color * terms["color"]
             if self.skam is not None:
