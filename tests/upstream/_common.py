@@ -114,6 +114,30 @@ class WindowAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+class BasicLayer(nn.Module):
+    """A stage of ``depth`` Swin blocks of class ``block``, alternating plain and shifted windows (SwinIR's)."""
+
+    def __init__(self, block, dim, input_resolution, depth, num_heads, window_size, mlp_ratio=4.0, qkv_bias=True,
+                 qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0, norm_layer=nn.LayerNorm, downsample=None,
+                 use_checkpoint=False):
+        super().__init__()
+        self.dim = dim
+        self.input_resolution = input_resolution
+        self.depth = depth
+        self.use_checkpoint = use_checkpoint
+        self.blocks = nn.ModuleList(
+            block(dim, input_resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio,
+                  qkv_bias, qk_scale, drop, attn_drop, drop_path[i] if isinstance(drop_path, list) else drop_path,
+                  norm_layer=norm_layer)
+            for i in range(depth))
+        self.downsample = downsample(input_resolution, dim=dim, norm_layer=norm_layer) if downsample else None
+
+    def forward(self, x, x_size):
+        for blk in self.blocks:
+            x = blk(x, x_size)
+        return self.downsample(x) if self.downsample is not None else x
+
+
 class PatchEmbed(nn.Module):
     """``(B, C, H, W)`` -> tokens ``(B, H·W, C)``, optional LayerNorm (no convolution: patch size 1)."""
 

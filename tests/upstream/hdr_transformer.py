@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ._common import DropPath, Mlp, PatchEmbed, PatchUnEmbed, WindowAttention, shifted_window_mask, to_2tuple, trunc_normal_
-from ._common import window_partition, window_reverse
+from ._common import BasicLayer, window_partition, window_reverse
 
 
 class LocalContextExtractor(nn.Module):
@@ -91,29 +91,6 @@ class ContextAwareTransformer(nn.Module):
         return local + x
 
 
-class BasicLayer(nn.Module):
-    def __init__(self, dim, input_resolution, depth, num_heads, window_size, mlp_ratio=4.0, qkv_bias=True,
-                 qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0, norm_layer=nn.LayerNorm,
-                 downsample=None, use_checkpoint=False):
-        super().__init__()
-        self.dim = dim
-        self.input_resolution = input_resolution
-        self.depth = depth
-        self.use_checkpoint = use_checkpoint
-        self.blocks = nn.ModuleList(
-            ContextAwareTransformer(
-                dim, input_resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio,
-                qkv_bias, qk_scale, drop, attn_drop, drop_path[i] if isinstance(drop_path, list) else drop_path,
-                norm_layer=norm_layer)
-            for i in range(depth))
-        self.downsample = downsample(input_resolution, dim=dim, norm_layer=norm_layer) if downsample else None
-
-    def forward(self, x, x_size):
-        for blk in self.blocks:
-            x = blk(x, x_size)
-        return self.downsample(x) if self.downsample is not None else x
-
-
 class ContextAwareTransformerBlock(nn.Module):
     """CTB: a BasicLayer on tokens, a dilated 3×3 conv on the map, a residual; returns tokens ``(B, L, C)``."""
 
@@ -123,8 +100,8 @@ class ContextAwareTransformerBlock(nn.Module):
         super().__init__()
         self.dim = dim
         self.input_resolution = input_resolution
-        self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size, mlp_ratio, qkv_bias,
-                                         qk_scale, drop, attn_drop, drop_path, norm_layer, downsample, use_checkpoint)
+        self.residual_group = BasicLayer(ContextAwareTransformer, dim, input_resolution, depth, num_heads, window_size,
+                                         mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path, norm_layer, downsample, use_checkpoint)
         if resi_connection != "1conv":
             raise NotImplementedError("the replica covers the default resi_connection='1conv'")
         self.dilated_conv = nn.Conv2d(dim, dim, 3, padding=2, bias=True, dilation=2)
