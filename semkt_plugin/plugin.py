@@ -167,14 +167,14 @@ class SemanticTransfer(nn.Module):
             terms = {"spg": F.l1_loss(hhat, target_s)}
             # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is no
             # target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
-            target = hhat.detach().clamp(0, 1)
+            teacher_target = hhat.detach().clamp(0, 1)
             total = cfg.lambda_spg * terms["spg"]
             if cfg.use_content:
-                terms["content"] = content_loss(hs, target, self.perceptual, cfg.perceptual_weight)
+                terms["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
                 total = total + ramp * cfg.lambda_content * terms["content"]
             if cfg.use_color:
                 regions = with_background(prior.regions) if cfg.color_background else prior.regions
-                terms["color"] = histogram_loss(hs, target, regions, cfg.hist_bins, cfg.hist_kernel,
+                terms["color"] = histogram_loss(hs, teacher_target, regions, cfg.hist_bins, cfg.hist_kernel,
                                                 cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
                 total = total + ramp * cfg.lambda_color * terms["color"]
             if self.skam is not None:
@@ -191,13 +191,6 @@ class SemanticTransfer(nn.Module):
     def forward(self, output: Any, target: Tensor) -> Tensor:
         """Same as :meth:`loss`; a forward lets ``DDP(skt)`` average the plugin's gradients across ranks."""
         return self.loss(output, target)
-
-    @torch.no_grad()
-    def teacher_output(self, output: Any) -> Tensor:
-        """Ĥ_s for a model output, ``(B, 3, H, W)`` in the SDR domain (for figures and checks)."""
-        hs = self.transfer(select_output(output, self.adapter.output))
-        prior = self.skb(hs) if self.skb is not None else None
-        return self.teacher(hs, prior.features if self.config.use_priors else None)[0]
 
     @property
     def last_losses(self) -> dict[str, float]:
