@@ -12,28 +12,13 @@ which are not timed. Also prints the graph breaks dynamo finds in the wrapped OR
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
-import time
 
 import torch
-import torch.nn.functional as F
 
-from bench_step import load_ahdr
+from bench_step import load_ahdr, step
 from semkt_plugin import wrap
 from semkt_plugin.skb import STANDIN, load_skb
-
-
-def step(call, skt, opt, frames, gt, dtype: torch.dtype | None) -> float:
-    start = time.perf_counter()
-    amp = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    with amp:
-        out = call(*frames)
-        loss = F.l1_loss(out, gt) + skt.loss(out, gt)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -63,7 +48,7 @@ def main() -> None:
     compile_time = 0.0
     for i in range(args.warmup + args.steps):
         for name, (call, skt, opt, dtype) in setups.items():
-            t = step(call, skt, opt, frames, gt, dtype)
+            t = step(call, opt, frames, gt, skt, dtype)
             if i >= args.warmup:
                 times[name].append(t)
             elif name.startswith("compile"):

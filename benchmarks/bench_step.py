@@ -32,10 +32,12 @@ def load_ahdr(feat: int) -> torch.nn.Module:
     return module.AHDR(Namespace(nChannel=6, nDenselayer=6, nFeat=feat, growthRate=feat // 2))
 
 
-def step(model, opt, frames, gt, skt=None) -> float:
+def step(model, opt, frames, gt, skt=None, dtype: torch.dtype | None = None) -> float:
+    """Seconds of one training step; ``skt`` adds semkt's term, ``dtype`` runs the forward under autocast."""
     start = time.perf_counter()
-    out = model(*frames)
-    loss = F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        out = model(*frames)
+        loss = F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
