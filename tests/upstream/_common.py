@@ -114,6 +114,51 @@ class WindowAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+class SwinTransformerBlock(nn.Module):
+    """(Shifted-)window attention + MLP on tokens ``(B, H·W, C)`` (SwinIR's block)."""
+
+    def __init__(self, dim, input_resolution, num_heads, window_size=7, shift_size=0, mlp_ratio=4.0, qkv_bias=True,
+                 qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm):
+        super().__init__()
+        self.dim = dim
+        self.input_resolution = input_resolution
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.mlp_ratio = mlp_ratio
+        if min(input_resolution) <= window_size:
+            self.shift_size = 0
+            self.window_size = min(input_resolution)
+        self.norm1 = norm_layer(dim)
+        self.attn = WindowAttention(dim, to_2tuple(self.window_size), num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
+        self.register_buffer("attn_mask", self.calculate_mask(input_resolution) if self.shift_size > 0 else None)
+
+    def calculate_mask(self, x_size):
+        return shifted_window_mask(x_size[0], x_size[1], self.window_size, self.shift_size)
+
+    def forward(self, x, x_size):
+        return self.attend(x, self.norm1(x), x_size)
+
+    def attend(self, x, normed, x_size):
+        """The block on tokens ``x`` whose ``norm1`` is ``normed`` (subclasses reuse ``normed`` elsewhere)."""
+        h, w = x_size
+        b, _, c = x.shape
+        s = self.shift_size
+        normed = normed.view(b, h, w, c)
+        shifted = torch.roll(normed, shifts=(-s, -s), dims=(1, 2)) if s > 0 else normed
+        windows = window_partition(shifted, self.window_size).view(-1, self.window_size ** 2, c)
+        # all zeros when unshifted, as upstream
+        mask = self.attn_mask if self.input_resolution == x_size else self.calculate_mask(x_size).to(x.device)
+        windows = self.attn(windows, mask=mask).view(-1, self.window_size, self.window_size, c)
+        shifted = window_reverse(windows, self.window_size, h, w)
+        y = torch.roll(shifted, shifts=(s, s), dims=(1, 2)) if s > 0 else shifted
+        y = x + self.drop_path(y.reshape(b, h * w, c))
+        return y + self.drop_path(self.mlp(self.norm2(y)))
+
+
 class BasicLayer(nn.Module):
     """A stage of ``depth`` Swin blocks of class ``block``, alternating plain and shifted windows (SwinIR's)."""
 

@@ -15,53 +15,13 @@ img_range=1., depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], mlp_rat
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import DropPath, Mlp, PatchEmbed, PatchUnEmbed, WindowAttention, shifted_window_mask, to_2tuple, trunc_normal_
-from ._common import BasicLayer, window_partition, window_reverse
-
-
-class SwinTransformerBlock(nn.Module):
-    def __init__(self, dim, input_resolution, num_heads, window_size=7, shift_size=0, mlp_ratio=4.0, qkv_bias=True,
-                 qk_scale=None, drop=0.0, attn_drop=0.0, drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm):
-        super().__init__()
-        self.dim = dim
-        self.input_resolution = input_resolution
-        self.num_heads = num_heads
-        self.window_size = window_size
-        self.shift_size = shift_size
-        self.mlp_ratio = mlp_ratio
-        if min(input_resolution) <= window_size:
-            self.shift_size = 0
-            self.window_size = min(input_resolution)
-        self.norm1 = norm_layer(dim)
-        self.attn = WindowAttention(dim, to_2tuple(self.window_size), num_heads, qkv_bias, qk_scale, attn_drop, drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = norm_layer(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
-        self.register_buffer("attn_mask", self.calculate_mask(input_resolution) if self.shift_size > 0 else None)
-
-    def calculate_mask(self, x_size):
-        return shifted_window_mask(x_size[0], x_size[1], self.window_size, self.shift_size)
-
-    def forward(self, x, x_size):
-        h, w = x_size
-        b, _, c = x.shape
-        shortcut = x
-        x = self.norm1(x).view(b, h, w, c)
-        s = self.shift_size
-        shifted = torch.roll(x, shifts=(-s, -s), dims=(1, 2)) if s > 0 else x
-        windows = window_partition(shifted, self.window_size).view(-1, self.window_size ** 2, c)
-        mask = self.attn_mask if self.input_resolution == x_size else self.calculate_mask(x_size).to(x.device)
-        windows = self.attn(windows, mask=mask).view(-1, self.window_size, self.window_size, c)
-        shifted = window_reverse(windows, self.window_size, h, w)
-        x = torch.roll(shifted, shifts=(s, s), dims=(1, 2)) if s > 0 else shifted
-        x = shortcut + self.drop_path(x.reshape(b, h * w, c))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+from ._common import Mlp, PatchEmbed, PatchUnEmbed, trunc_normal_
+from ._common import BasicLayer, SwinTransformerBlock
 
 
 class GSAB(nn.Module):
