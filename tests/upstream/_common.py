@@ -183,8 +183,11 @@ class BasicLayer(nn.Module):
         return self.downsample(x) if self.downsample is not None else x
 
 
-class PatchEmbed(nn.Module):
-    """``(B, C, H, W)`` -> tokens ``(B, H·W, C)``, optional LayerNorm (no convolution: patch size 1)."""
+class _PatchGrid(nn.Module):
+    """The patch geometry both token converters record (attributes as upstream's, no parameters).
+
+    ``norm_layer`` is accepted because the models pass it to both; only :class:`PatchEmbed` uses it.
+    """
 
     def __init__(self, img_size=224, patch_size=4, in_chans=3, embed_dim=96, norm_layer=None):
         super().__init__()
@@ -195,6 +198,13 @@ class PatchEmbed(nn.Module):
         self.num_patches = self.patches_resolution[0] * self.patches_resolution[1]
         self.in_chans = in_chans
         self.embed_dim = embed_dim
+
+
+class PatchEmbed(_PatchGrid):
+    """``(B, C, H, W)`` -> tokens ``(B, H·W, C)``, optional LayerNorm (no convolution: patch size 1)."""
+
+    def __init__(self, img_size=224, patch_size=4, in_chans=3, embed_dim=96, norm_layer=None):
+        super().__init__(img_size, patch_size, in_chans, embed_dim)
         self.norm = norm_layer(embed_dim) if norm_layer is not None else None
 
     def forward(self, x):
@@ -202,18 +212,8 @@ class PatchEmbed(nn.Module):
         return self.norm(x) if self.norm is not None else x
 
 
-class PatchUnEmbed(nn.Module):
+class PatchUnEmbed(_PatchGrid):
     """Tokens ``(B, H·W, C)`` -> ``(B, C, H, W)``; no parameters."""
-
-    def __init__(self, img_size=224, patch_size=4, in_chans=3, embed_dim=96, norm_layer=None):
-        super().__init__()
-        img_size, patch_size = to_2tuple(img_size), to_2tuple(patch_size)
-        self.img_size = img_size
-        self.patch_size = patch_size
-        self.patches_resolution = [img_size[0] // patch_size[0], img_size[1] // patch_size[1]]
-        self.num_patches = self.patches_resolution[0] * self.patches_resolution[1]
-        self.in_chans = in_chans
-        self.embed_dim = embed_dim
 
     def forward(self, x, x_size):
         b = x.shape[0]
