@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from semkt_plugin.adapter import Adapter, HookPoint
@@ -18,6 +19,20 @@ class TinyHDR(nn.Module):
     def forward(self, x1, x2, x3):
         f = torch.cat([self.relu(self.conv1(x)) for x in (x1, x2, x3)], 1)
         return torch.sigmoid(self.conv3(self.relu(self.body(f))))
+
+
+def train_steps(model, skt, opt, data) -> list[dict[str, float]]:
+    """One step per ``(frames, gt)`` of ``data``: the user's L1 plus ``skt.loss``; per step, the whole loss
+    (``"loss"``) and semkt's components. ``model`` may be any callable (a compiled or DDP-wrapped model)."""
+    records = []
+    for frames, gt in data:
+        out = model(*frames)
+        loss = F.l1_loss(out, gt) + skt.loss(out, gt)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        records.append({"loss": float(loss), **skt.last_losses})
+    return records
 
 
 TINY_ADAPTER = Adapter("tiny", [HookPoint("conv1", call=1), HookPoint("body")], description="tests")

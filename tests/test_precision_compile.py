@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_ADAPTER, TinyHDR
+from conftest import TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin.domain import domain_transfer
 from semkt_plugin.losses import histogram_loss
 from semkt_plugin.plugin import wrap
@@ -121,14 +121,7 @@ def _compiled_vs_eager(batch, backend, order, steps=2):
             skt = wrap(net, TINY_ADAPTER, **CHEAP)
             call = torch.compile(net, backend=backend)
         opt = torch.optim.Adam([*net.parameters(), *skt.parameters()], 1e-3)
-        runs[name] = []
-        for _ in range(steps):
-            out = call(*frames)
-            loss = F.l1_loss(out, gt) + skt.loss(out, gt)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            runs[name].append(skt.last_losses)
+        runs[name] = train_steps(call, skt, opt, [(frames, gt)] * steps)
         assert skt.unwrap() is wrapped
     return runs
 

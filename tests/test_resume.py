@@ -1,9 +1,8 @@
 """Resume and checkpoint hygiene: plugin state saves and restores; the ORM's checkpoints stay the ORM's own."""
 import pytest
 import torch
-import torch.nn.functional as F
 
-from conftest import TINY_ADAPTER, TinyHDR
+from conftest import TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin.plugin import wrap
 from semkt_plugin.skb import load_skb
 
@@ -24,21 +23,9 @@ def _fresh(skb, seed: int):
     return model, skt, opt
 
 
-def _train(model, skt, opt, data) -> list[dict[str, float]]:
-    losses = []
-    for frames, gt in data:
-        out = model(*frames)
-        loss = F.l1_loss(out, gt) + skt.loss(out, gt)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(skt.last_losses)
-    return losses
-
-
 def _interrupted(skb, data, path, keep_mask_rng: bool = True) -> list[dict[str, float]]:
     model, skt, opt = _fresh(skb, seed=0)
-    _train(model, skt, opt, data[:2])
+    train_steps(model, skt, opt, data[:2])
     torch.save({"model": model.state_dict(), "semkt": skt.state_dict(), "optim": opt.state_dict()}, path)
     skt.unwrap()
     # a new process would start from other random weights and another global RNG state: so do we
@@ -49,7 +36,7 @@ def _interrupted(skb, data, path, keep_mask_rng: bool = True) -> list[dict[str, 
         del ckpt["semkt"]["skam._extra_state"]
     skt.load_state_dict(ckpt["semkt"], strict=keep_mask_rng)
     opt.load_state_dict(ckpt["optim"])
-    losses = _train(model, skt, opt, data[2:])
+    losses = train_steps(model, skt, opt, data[2:])
     skt.unwrap()
     return losses
 
@@ -57,7 +44,7 @@ def _interrupted(skb, data, path, keep_mask_rng: bool = True) -> list[dict[str, 
 def test_resumed_run_matches_the_uninterrupted_one(skb, tmp_path):
     data = _data(4)
     model, skt, opt = _fresh(skb, seed=0)
-    straight = _train(model, skt, opt, data)
+    straight = train_steps(model, skt, opt, data)
     skt.unwrap()
     resumed = _interrupted(skb, data, tmp_path / "ckpt.pt")
     for a, b in zip(straight[2:], resumed):
@@ -68,7 +55,7 @@ def test_without_the_mask_rng_the_resumed_masks_differ(skb, tmp_path):
     """The SKAM generator is what makes the test above pass for L_feat: drop it and L_feat changes."""
     data = _data(4)
     model, skt, opt = _fresh(skb, seed=0)
-    straight = _train(model, skt, opt, data)
+    straight = train_steps(model, skt, opt, data)
     skt.unwrap()
     resumed = _interrupted(skb, data, tmp_path / "ckpt.pt", keep_mask_rng=False)
     assert resumed[0]["spg"] == pytest.approx(straight[2]["spg"], rel=1e-5)
@@ -79,7 +66,7 @@ def test_orm_checkpoint_has_exactly_the_original_keys(skb, batch, tmp_path):
     frames, gt = batch
     model, skt, opt = _fresh(skb, seed=0)
     keys = list(TinyHDR().state_dict())
-    _train(model, skt, opt, [batch])
+    train_steps(model, skt, opt, [batch])
     assert list(model.state_dict()) == keys  # still wrapped: the hooks add nothing to the state
     torch.save(model.state_dict(), tmp_path / "orm.pt")
     TinyHDR().load_state_dict(torch.load(tmp_path / "orm.pt", weights_only=True), strict=True)
