@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .adapter import Adapter
-from .hooks import FeatureHooks, find_module, infer_channels, to_map, unwrap_container
+from .hooks import FeatureHooks, point_channels, to_map, unwrap_container
 from .plugin import select_output
 from .registry import get_adapter
 
@@ -62,7 +62,6 @@ def check_adapter(model: nn.Module, adapter: str | Adapter | Mapping[str, Any],
     """
     adapter = get_adapter(adapter)
     core = unwrap_container(model)
-    modules = [find_module(core, p.path) for p in adapter.hooks]
     hooks = FeatureHooks(core, adapter.hooks)
     try:
         with torch.enable_grad():  # hooks capture only where gradients are on, as in training
@@ -70,11 +69,11 @@ def check_adapter(model: nn.Module, adapter: str | Adapter | Mapping[str, Any],
         h_in = select_output(output, adapter.output).detach()
         aspect = h_in.shape[-2] / h_in.shape[-1]
         points = []
-        for i, (point, module) in enumerate(zip(adapter.hooks, modules)):
+        for i, (point, module) in enumerate(zip(adapter.hooks, hooks.modules)):
             captured: Tensor | None = hooks.captured.get(i)
             shape = tuple(to_map(captured, point, aspect).shape) if captured is not None else None
             points.append(PointReport(point.path, point.kind, hooks.calls[i], shape,
-                                      point.channels or infer_channels(module, point.kind)))
+                                      point_channels(point, module)))
     finally:
         hooks.remove()
     return CheckReport(adapter, points, tuple(h_in.shape), (float(h_in.min()), float(h_in.max())))

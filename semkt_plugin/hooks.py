@@ -102,6 +102,11 @@ def infer_channels(module: nn.Module, kind: str) -> int | None:
     return None
 
 
+def point_channels(point: HookPoint, module: nn.Module) -> int | None:
+    """The hook point's declared ``channels``, else what :func:`infer_channels` reads off ``module``."""
+    return point.channels or infer_channels(module, point.kind)
+
+
 class FeatureHooks:
     """Forward (or pre-forward) hooks at named modules that keep one clone per hook point per forward.
 

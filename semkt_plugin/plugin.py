@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .adapter import Adapter
 from .config import Config, merge
 from .domain import DomainTransfer
-from .hooks import FeatureHooks, find_module, infer_channels, unwrap_container
+from .hooks import FeatureHooks, find_module, point_channels, unwrap_container
 from .losses import content_loss, histogram_loss
 from .perceptual import build_perceptual
 from .registry import get_adapter
@@ -92,7 +92,7 @@ class SemanticTransfer(nn.Module):
                              "(or use Config(use_skam=False))")
         channels = []
         for point in adapter.hooks:
-            c = point.channels or infer_channels(find_module(core, point.path), point.kind)
+            c = point_channels(point, find_module(core, point.path))
             if c is None:
                 raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
                                  "set HookPoint(channels=...) in the adapter")
