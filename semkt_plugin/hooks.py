@@ -118,7 +118,6 @@ class FeatureHooks:
     def __init__(self, model: nn.Module, points: Sequence[HookPoint]) -> None:
         self.model = unwrap_container(model)
         self.points = tuple(points)
-        self.enabled = True
         self.captured: dict[int, Tensor] = {}
         self.calls = [0] * len(self.points)
         modules = [find_module(self.model, p.path) for p in self.points]
@@ -142,7 +141,7 @@ class FeatureHooks:
         point = self.points[i]
 
         def hook(module: nn.Module, args: Any, output: Any = None) -> None:
-            if not (self.enabled and torch.is_grad_enabled()):
+            if not torch.is_grad_enabled():
                 return
             n = self.calls[i]
             self.calls[i] += 1
