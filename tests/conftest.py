@@ -31,7 +31,7 @@ def train_steps(model, skt, opt, data) -> list[dict[str, float]]:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        records.append({"loss": float(loss), **skt.last_losses})
+        records.append({"loss": loss.item(), **skt.last_losses})
     return records
 
 
