@@ -2,7 +2,7 @@
 
 FastSAM's released weights cannot be downloaded everywhere, so semkt ships a small
 network of the same family (YOLOv8-seg, one class "object") trained with
-ultralytics' own trainer on ``semkt_plugin.synth`` scenes.  The network sees what
+ultralytics' own trainer on ``semkt_plugin.data.synth`` scenes.  The network sees what
 the SKB sees in use: the mu-law tone-mapped HDR image
 ``T(H) = log(1 + 5000 H) / log(1 + 5000)``.  Labels are the scenes' instance
 masks turned into YOLO polygons.
@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from semkt_plugin.domain import mu_law
-from semkt_plugin.synth import make_scene
+from semkt_plugin.data.synth import make_scene
 
 MIN_PIECE_AREA = 12  # px; smaller contour pieces are noise for a 256 px training image
 
@@ -129,7 +129,7 @@ def main() -> None:
             "nc": 1,
             "state_dict": state,
             "meta": {
-                "trained_on": f"semkt_plugin.synth scenes {args.seed}..{val_start - 1}, {args.size}px, mu-law",
+                "trained_on": f"semkt_plugin.data.synth scenes {args.seed}..{val_start - 1}, {args.size}px, mu-law",
                 "epochs": args.epochs,
                 "val_mask_mAP50": float(seg.get("metrics/mAP50(M)", float("nan"))),
                 "val_mask_mAP50_95": float(seg.get("metrics/mAP50-95(M)", float("nan"))),

@@ -58,7 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from .demo import main as demo_main
+    from .eval.demo import main as demo_main
 
     demo_main(list(rest))
     return 0

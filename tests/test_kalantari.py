@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from semkt_plugin import kalantari
+from semkt_plugin.data import kalantari
 
 H, W = 12, 20
 

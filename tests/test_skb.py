@@ -13,7 +13,7 @@ from torch import nn
 
 from semkt_plugin.domain import mu_law
 from semkt_plugin.skb import STANDIN, SemanticKnowledgeBank, load_skb, ultralytics_sandbox
-from semkt_plugin.synth import make_scene
+from semkt_plugin.data.synth import make_scene
 
 
 @pytest.fixture(scope="module")

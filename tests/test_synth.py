@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from semkt_plugin import kalantari, synth
-from semkt_plugin.synth import ADC_BITS, GAMMA, READ, SHOT, make_raw_scene, make_scene
+from semkt_plugin.data import kalantari, synth
+from semkt_plugin.data.synth import ADC_BITS, GAMMA, READ, SHOT, make_raw_scene, make_scene
 
 SIZE = (96, 128)
 QUANT_VAR = 1 / (12 * (2**ADC_BITS - 1) ** 2)  # variance of uniform rounding to the ADC's levels

@@ -1,6 +1,6 @@
 """``semkt demo``: AHDR with and without Semantic Knowledge Transfer on synthetic dynamic HDR scenes.
 
-Generates the data if missing (:mod:`semkt_plugin.synth`), runs the example repository ``examples/ahdr``
+Generates the data if missing (:mod:`semkt_plugin.data.synth`), runs the example repository ``examples/ahdr``
 as is and with ``--semkt`` on the same data and number of steps, once per seed (each pair shares its seed:
 same initial weights, same batches), evaluates every run on the full test images, prints a Table-1-like table
 (means over seeds, and the per-seed gain) and writes ``results.json`` and ``figure.png``.
@@ -20,11 +20,11 @@ from types import ModuleType
 
 import numpy as np
 
-from .domain import mu_law
-from .kalantari import read_hdr, read_scene, scene_dirs
-from .synth import generate_dataset
+from ..domain import mu_law
+from ..data.kalantari import read_hdr, read_scene, scene_dirs
+from ..data.synth import generate_dataset
 
-EXAMPLE_DIR = Path(__file__).resolve().parents[1] / "examples" / "ahdr"
+EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "ahdr"
 EXAMPLE_MODULES = ("model", "dataset", "train", "test")
 METRICS = (("psnr_mu", "PSNR-μ"), ("psnr_l", "PSNR-L"), ("ssim_mu", "SSIM-μ"), ("ssim_l", "SSIM-L"))
 ABLATIONS = {"no_content": "use_content", "no_color": "use_color", "no_skam": "use_skam", "no_priors": "use_priors"}

@@ -14,7 +14,7 @@ import kornia
 import torch
 from torch import Tensor
 
-from .domain import mu_law
+from ..domain import mu_law
 
 SSIM_WINDOW = 11
 

@@ -1,0 +1,1 @@
+"""Scene generators and readers: synthetic scenes, Kalantari's layout, real-content brackets."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the demo, the verdict experiment, the gradient-balance diagnostic."""
