@@ -141,15 +141,15 @@ class SemanticTransfer(nn.Module):
                 "torch.autocast for mixed precision: the μ-law and the histograms need float32"
             )
 
-    def loss(self, output: Any, target: Tensor) -> Tensor:
-        """The extra loss term: ``λ_spg·L_spg + λ1·L_content + λ2·L_color + λ_feat·L_feat``.
+    def loss_terms(self, output: Any, target: Tensor) -> dict[str, Tensor]:
+        """The weighted terms of :meth:`loss`, each differentiable: ``{"spg", "content", "color", "feat"}``.
+
+        Only the enabled terms are present; their sum is :meth:`loss`. Unweighted values go to
+        :attr:`last_losses`. The gradient-balance diagnostic differentiates each term on its own.
 
         Args:
             output: what the model returned for this batch (the adapter finds H_in in it).
             target: ground truth in H_in's domain, scale and shape (``(B, 3, H, W)``, or packed RAW).
-
-        Returns:
-            Scalar; add it to the model's own loss. Components are in :attr:`last_losses`.
         """
         cfg = self.config
         try:  # every exit, errors included, drops the captured features and the graph they hold
@@ -164,28 +164,47 @@ class SemanticTransfer(nn.Module):
             ramp = min(1.0, (int(self.steps) + 1) / cfg.distill_warmup) if cfg.distill_warmup else 1.0
             if torch.is_grad_enabled():
                 self.steps += 1
-            terms = {"spg": F.l1_loss(hhat, target_s)}
+            raw = {"spg": F.l1_loss(hhat, target_s)}
+            weights = {"spg": cfg.lambda_spg}
             # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is no
             # target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
             teacher_target = hhat.detach().clamp(0, 1)
-            total = cfg.lambda_spg * terms["spg"]
             if cfg.use_content:
-                terms["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
-                total = total + ramp * cfg.lambda_content * terms["content"]
+                raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
+                weights["content"] = ramp * cfg.lambda_content
             if cfg.use_color:
                 regions = with_background(prior.regions) if cfg.color_background else prior.regions
-                terms["color"] = histogram_loss(hs, teacher_target, regions, cfg.hist_bins, cfg.hist_kernel,
-                                                cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
-                total = total + ramp * cfg.lambda_color * terms["color"]
+                raw["color"] = histogram_loss(hs, teacher_target, regions, cfg.hist_bins, cfg.hist_kernel,
+                                              cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
+                weights["color"] = ramp * cfg.lambda_color
             if self.skam is not None:
                 # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
                 student = [s.float() for s in self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])]
-                terms["feat"] = self.skam(student, teacher_feats)
-                total = total + ramp * cfg.lambda_feat * terms["feat"]
+                raw["feat"] = self.skam(student, teacher_feats)
+                weights["feat"] = ramp * cfg.lambda_feat
         finally:
             if self.hooks is not None:
                 self.hooks.clear()
-        self._last = {**{k: v.detach() for k, v in terms.items()}, "total": total.detach()}
+        terms = {k: weights[k] * v for k, v in raw.items()}
+        self._last = {**{k: v.detach() for k, v in raw.items()},
+                      "total": sum(t.detach() for t in terms.values())}
+        return terms
+
+    def loss(self, output: Any, target: Tensor) -> Tensor:
+        """The extra loss term: ``λ_spg·L_spg + λ1·L_content + λ2·L_color + λ_feat·L_feat``.
+
+        Args:
+            output: what the model returned for this batch (the adapter finds H_in in it).
+            target: ground truth in H_in's domain, scale and shape (``(B, 3, H, W)``, or packed RAW).
+
+        Returns:
+            Scalar; add it to the model's own loss. Components are in :attr:`last_losses`.
+        """
+        terms = self.loss_terms(output, target)
+        total = terms["spg"]
+        for name in ("content", "color", "feat"):  # a fixed order: the same float sum every run
+            if name in terms:
+                total = total + terms[name]
         return total
 
     def forward(self, output: Any, target: Tensor) -> Tensor:
