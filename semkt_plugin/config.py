@@ -35,6 +35,12 @@ class Config:
         teacher_heads: attention heads in its Prior Fusion Blocks.
         skam_latent: SKAM latent channels.
         skam_ratio: SKAM mask ratio: share of the teacher latent in the mix.
+        skam_mask: ``"spatial"`` (whole ``skam_patch``² blocks, all latent channels at once) or ``"element"``
+            (each latent element on its own, the paper's I^M ∈ {0,1}^{C×H×W} read literally).
+        skam_patch: block side of the spatial mask, in pixels of the hooked feature.
+        skam_norm: SKAM target scaling: ``"image"`` (divide by its RMS per image), ``"channel"`` (standardise
+            each channel) or ``"none"``.
+        skam_reduction: ``"mean"`` or ``"sum"`` of the stages' losses.
         seed: seed of the SKAM mask generator.
         use_content, use_color, use_skam, use_priors: ablation switches (Table 3): L_content, L_color, SKAM, the
             SKB priors in the teacher (off: a plain second-stage teacher; the SKB is then only loaded if the
@@ -66,6 +72,10 @@ class Config:
     teacher_heads: int = 2
     skam_latent: int = 32
     skam_ratio: float = 0.5
+    skam_mask: Literal["spatial", "element"] = "spatial"
+    skam_patch: int = 8
+    skam_norm: Literal["image", "channel", "none"] = "image"
+    skam_reduction: Literal["mean", "sum"] = "mean"
     seed: int = 0
     use_content: bool = True
     use_color: bool = True
@@ -80,11 +90,15 @@ class Config:
             raise ValueError(f"perceptual must be 'vgg19', 'skb' or 'none', got {self.perceptual!r}")
         if self.hist_kernel not in ("sigmoid", "gaussian"):
             raise ValueError(f"hist_kernel must be 'sigmoid' or 'gaussian', got {self.hist_kernel!r}")
+        for name, allowed in (("skam_mask", ("spatial", "element")), ("skam_norm", ("image", "channel", "none")),
+                              ("skam_reduction", ("mean", "sum"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.skam_ratio <= 1.0:
             raise ValueError(f"skam_ratio must be in [0, 1], got {self.skam_ratio}")
         if self.distill_warmup < 0:
             raise ValueError(f"distill_warmup must be >= 0, got {self.distill_warmup}")
-        for name in ("hist_bins", "hist_chunk", "teacher_dim", "skam_latent", "num_regions"):
+        for name in ("hist_bins", "hist_chunk", "teacher_dim", "skam_latent", "skam_patch", "num_regions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if isinstance(self.skb_weights, Path):

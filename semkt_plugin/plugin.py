@@ -78,7 +78,8 @@ class SemanticTransfer(nn.Module):
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors)
         self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
-                         config.seed) if config.use_skam else None
+                         config.seed, config.skam_mask, config.skam_patch, config.skam_norm,
+                         config.skam_reduction) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training, for the warm-up
         self._last: dict[str, Tensor] = {}

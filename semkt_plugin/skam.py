@@ -1,39 +1,82 @@
 """SKAM, the Semantic Knowledge Alignment Module (§3.4, eqs. 11–12).
 
 For each hooked ORM stage k: an encoder maps the student feature F_S^k, another the teacher feature F_T^k, into
-one latent space; a random binary mask I^M (``ratio`` of its elements 1) takes the teacher's latent where it is 1
-and the student's where it is 0; a decoder maps the mix back to F_T^k's space; ``L_feat^k = MSE(F_E^k, F_T^k)``.
-The student has to supply what the mask hides, so its feature learns to carry the teacher's semantics without
-being forced onto it (ORM and SPGRM live in different domains). F_T^k is a target: no gradient reaches the teacher,
-and it is standardised per image and channel, so λ_feat means the same whatever the teacher's feature scale.
+one latent space; a random binary mask I^M (``ratio`` of it 1) takes the teacher's latent where it is 1 and the
+student's where it is 0; a decoder maps the mix back to F_T^k's space; ``L_feat^k = MSE(F_E^k, F_T^k)``, and
+``L_feat`` is the mean over stages. The student has to supply what the mask hides, so its feature learns to carry
+the teacher's semantics without being forced onto it (ORM and SPGRM live in different domains). F_T^k is a target:
+no gradient reaches the teacher.
+
+Two choices decide whether the student has to supply anything (docs/method.md has the measurements):
+
+- The mask. Drawn per latent element (``mask="element"``), every pixel shows the decoder about half of the
+  teacher's latent channels, so it can rebuild F_T from the teacher alone and the student's gradient is mostly
+  noise. ``mask="spatial"`` hides whole ``patch × patch`` blocks across all channels, as MAE and MGD hide
+  positions: where the teacher is hidden, only the student's latent is there to decode from.
+- The target's scale. ``norm="image"`` divides F_T by its root mean square over channels and pixels, per image:
+  λ_feat then means the same whatever the teacher's feature scale, and weak channels stay weak.
+  ``norm="channel"`` standardises each channel, which multiplies the error of near-constant teacher channels
+  by their inverse standard deviation (20–300× measured).
 
 Masks come from a generator owned by the module and saved in its state, so a resumed run draws the same masks.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+MaskKind = Literal["element", "spatial"]
+TargetNorm = Literal["image", "channel", "none"]
+
 
 def complementary_masks(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+                        device: torch.device | str | None = None, kind: MaskKind = "element",
+                        patch: int = 1) -> tuple[Tensor, Tensor]:
     """A random binary mask I^M with ``P(1) = ratio`` and its complement ``1 − I^M``.
 
     Args:
         shape: ``(B, C, H, W)``.
         ratio: share of teacher latent in the mix, in ``[0, 1]``.
         generator: random source (on ``device``).
+        kind: ``"element"``: each element drawn on its own; ``"spatial"``: one draw per ``patch × patch`` block,
+            shared by all channels (``(B, 1, H, W)`` broadcast to ``shape``).
+        patch: block side of a spatial mask (blocks at the right and bottom edges are cut).
 
     Returns:
         ``(I^M, 1 − I^M)``, float tensors of ``shape`` with values in {0, 1} that sum to 1 everywhere.
     """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
-    mask = (torch.rand(tuple(shape), generator=generator, device=device) < ratio).float()
+    if kind == "element":
+        mask = (torch.rand(tuple(shape), generator=generator, device=device) < ratio).float()
+    elif kind == "spatial":
+        if patch < 1:
+            raise ValueError(f"mask patch must be at least 1, got {patch}")
+        b, c, h, w = shape
+        coarse = torch.rand((b, 1, -(-h // patch), -(-w // patch)), generator=generator, device=device) < ratio
+        mask = coarse.float().repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].expand(b, c, h, w)
+    else:
+        raise ValueError(f"unknown mask kind {kind!r}; use 'element' or 'spatial'")
     return mask, 1.0 - mask
+
+
+def normalise_target(feature: Tensor, norm: TargetNorm = "image", eps: float = 1e-5) -> Tensor:
+    """Scale a teacher feature ``(B, C, H, W)`` before it is a target.
+
+    ``"image"``: divide by its root mean square over ``C, H, W``, per image. ``"channel"``: standardise each
+    channel of each image (zero mean, unit variance). ``"none"``: as it is.
+    """
+    if norm == "image":
+        return feature / (feature.pow(2).mean((1, 2, 3), keepdim=True) + eps).sqrt()
+    if norm == "channel":
+        mean, var = feature.mean((2, 3), keepdim=True), feature.var((2, 3), keepdim=True, unbiased=False)
+        return (feature - mean) / (var + eps).sqrt()
+    if norm == "none":
+        return feature
+    raise ValueError(f"unknown SKAM target norm {norm!r}; use 'image', 'channel' or 'none'")
 
 
 class AlignmentStage(nn.Module):
@@ -44,9 +87,10 @@ class AlignmentStage(nn.Module):
         → loss scalar.
     """
 
-    def __init__(self, student_channels: int, teacher_channels: int, latent: int = 32) -> None:
+    def __init__(self, student_channels: int, teacher_channels: int, latent: int = 32,
+                 norm: TargetNorm = "image") -> None:
         super().__init__()
-        self.student_channels = student_channels
+        self.student_channels, self.norm = student_channels, norm
         # point-wise encoders: the mix is per element, so spatial context is the decoder's job (as in MGD)
         self.enc_s = nn.Conv2d(student_channels, latent, 1)
         self.enc_t = nn.Conv2d(teacher_channels, latent, 1)
@@ -58,10 +102,9 @@ class AlignmentStage(nn.Module):
         teacher = teacher.detach()
         if teacher.shape[-2:] != student.shape[-2:]:
             teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
-        # standardised per image and channel: the teacher's features grow as it trains, and an unnormalised MSE
-        # would let that growth, not the semantics, set how hard the ORM's features are pulled
-        mean, var = teacher.mean((2, 3), keepdim=True), teacher.var((2, 3), keepdim=True, unbiased=False)
-        teacher = (teacher - mean) / (var + 1e-5).sqrt()
+        # the teacher's features grow as it trains; unnormalised, that growth, not the semantics, would set how
+        # hard the ORM's features are pulled
+        teacher = normalise_target(teacher, self.norm)
         mixed = self.enc_s(student) * (1 - mask) + self.enc_t(teacher) * mask
         return F.mse_loss(self.dec(mixed), teacher)
 
@@ -76,14 +119,21 @@ class SKAM(nn.Module):
         latent: latent width.
         ratio: mask ratio.
         seed: seed of the mask generator.
+        mask, patch: mask kind and block side (:func:`complementary_masks`).
+        norm: target scaling (:func:`normalise_target`).
+        reduction: ``"mean"`` or ``"sum"`` over stages.
     """
 
     def __init__(self, student_channels: Sequence[int], teacher_channels: int, num_teacher: int = 3,
-                 latent: int = 32, ratio: float = 0.5, seed: int = 0) -> None:
+                 latent: int = 32, ratio: float = 0.5, seed: int = 0, mask: MaskKind = "spatial", patch: int = 8,
+                 norm: TargetNorm = "image", reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__()
-        self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent) for c in student_channels)
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"SKAM reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent, norm) for c in student_channels)
         self.pairing = spread(len(student_channels), num_teacher)
         self.ratio, self.latent, self.seed = ratio, latent, seed
+        self.mask, self.patch, self.reduction = mask, patch, reduction
         self.generator: torch.Generator | None = None
         self._pending_state: Tensor | None = None
 
@@ -96,7 +146,7 @@ class SKAM(nn.Module):
         return self.generator
 
     def forward(self, student: Sequence[Tensor], teacher: Sequence[Tensor]) -> Tensor:
-        """Sum of the stages' MSE: ``student`` in hook order, ``teacher`` the teacher features."""
+        """Mean (or sum) of the stages' MSE: ``student`` in hook order, ``teacher`` the teacher features."""
         if len(student) != len(self.stages):
             raise ValueError(f"SKAM has {len(self.stages)} stages but got {len(student)} student features")
         total = student[0].new_zeros((), dtype=torch.float32)
@@ -107,9 +157,9 @@ class SKAM(nn.Module):
                     "set HookPoint(channels=...) in the adapter"
                 )
             mask, _ = complementary_masks((s.shape[0], self.latent, *s.shape[-2:]), self.ratio,
-                                          self._generator(s.device), s.device)
+                                          self._generator(s.device), s.device, self.mask, self.patch)
             total = total + stage(s, teacher[j], mask).float()
-        return total
+        return total / len(self.stages) if self.reduction == "mean" else total
 
     def get_extra_state(self) -> dict[str, Any]:
         state = self.generator.get_state() if self.generator is not None else self._pending_state

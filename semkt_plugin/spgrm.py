@@ -34,7 +34,7 @@ def _project(in_ch: int, out_ch: int) -> nn.Sequential:
 
 
 class PriorFusionBlock(nn.Module):
-    """Eq. 4: ``F + W_c · V · softmax(K Qᵀ / γ)``, transposed (channel × channel) attention, Q from the prior.
+    """Eq. 4: ``F + W_c · V · softmax(K·Q / γ)``, transposed (channel × channel) attention, Q from the prior.
 
     Args:
         dim: feature channels C.
@@ -63,7 +63,9 @@ class PriorFusionBlock(nn.Module):
         k, v = self.kv(self.norm_f(feature)).chunk(2, dim=1)
         q, k, v = (rearrange(t, "b (n c) h w -> b n c (h w)", n=self.heads) for t in (q, k, v))
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)  # cosine similarity keeps the softmax scale sane
-        attn = (k @ q.transpose(-2, -1) * self.gamma).softmax(dim=-1)  # (B, heads, c, c)
+        # eq. 4 is Restormer's V·softmax(K·Q/γ): row i holds query channel i's weights over the key channels j,
+        # and those weights pick value channels j, which come from the same feature as the keys
+        attn = (q @ k.transpose(-2, -1) * self.gamma).softmax(dim=-1)  # (B, heads, c_q, c_k)
         out = rearrange(attn @ v, "b n c (h w) -> b (n c) h w", h=h, w=w)
         return feature + self.out(out)
 

@@ -1,0 +1,125 @@
+"""``semkt verdict``: does semkt make the example AHDR better on real-content scenes? Paired seeds, a 95 % interval.
+
+Protocol (docs/results.md):
+
+- Data: brackets synthesised from real HDR photographs (:mod:`semkt_plugin.data.brackets`), split by panorama.
+  Settings are chosen with ``--split validation``; ``--split test`` is run once, at the end, with the settings
+  fixed.
+- Every variant is trained at every seed on the same data, crops and steps, with the same learning rate and
+  schedule; the baseline is the example AHDR as is. Each seed's gain is ``variant − baseline`` at that seed.
+- Reported: mean gain, every seed's gain, and the paired-t 95 % interval for PSNR-μ, PSNR-L and SSIM-μ;
+  ``--ablations`` adds the paper's Table 3 rows (without L_content, L_color, SKAM, the SKB priors).
+
+Runs are cached per folder (:mod:`semkt_plugin.eval.paired`): rerunning the same command after an interruption
+trains only what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
+from .stats import paired_gain
+
+BASELINE = "AHDR"
+ABLATIONS = {"w/o L_content": "use_content", "w/o L_color": "use_color", "w/o SKAM": "use_skam",
+             "w/o priors": "use_priors"}
+OFFLINE = {"skb_weights": "standin", "perceptual": "skb"}  # FastSAM and VGG19 weights cannot be downloaded offline
+GAIN_METRICS = ("psnr_mu", "psnr_l", "ssim_mu")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="semkt verdict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("validation", "test"), default="validation",
+                        help="evaluation split: choose settings on validation; test once, at the end")
+    parser.add_argument("--out", type=Path, default=Path("semkt_verdict"), help="output folder (data, runs, results)")
+    parser.add_argument("--seeds", type=int, default=5, help="paired seeds: seed, seed+1, ...")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batchsize", type=int, default=2)
+    parser.add_argument("--crop", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--nFeat", type=int, default=16, help="AHDR width (upstream: 64)")
+    parser.add_argument("--growthRate", type=int, default=8, help="AHDR growth rate (upstream: 32)")
+    parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
+    parser.add_argument("--config", default="{}", help="JSON of semkt Config fields for every semkt variant")
+    parser.add_argument("--ablations", action="store_true", help="add the Table 3 rows (each component off)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="Kalantari-layout data to use instead of the real-content scenes (its Test/ is evaluated)")
+    parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
+    return parser.parse_args(argv)
+
+
+def variants(config: dict, ablations: bool) -> list[Variant]:
+    """The baseline, AHDR + semkt with ``config``, and with ``ablations`` one row per component switched off."""
+    semkt = {**OFFLINE, **config}
+    rows = [Variant(BASELINE), Variant("AHDR + semkt", semkt)]
+    if ablations:
+        rows += [Variant(f"AHDR + semkt {name}", {**semkt, field: False}) for name, field in ABLATIONS.items()]
+    return rows
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per variant: mean metrics over seeds and, for all but the baseline, the paired gains of each metric."""
+    base = runs[BASELINE]
+    summary = {}
+    for name, seeds in runs.items():
+        entry = {"mean": {k: sum(r["test"][k] for r in seeds) / len(seeds) for k, _ in METRICS},
+                 "train_seconds": sum(r["train"]["seconds"] for r in seeds) / len(seeds),
+                 "seeds": [r["seed"] for r in seeds]}
+        if name != BASELINE:
+            entry["gain"] = {k: paired_gain([r["test"][k] for r in seeds], [b["test"][k] for b in base]).to_dict()
+                             for k in GAIN_METRICS}
+        summary[name] = entry
+    return summary
+
+
+def _cell(metric: str, value: float) -> str:
+    return f"{value:.2f}" if metric.startswith("psnr") else f"{value:.4f}"
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    """Means per variant, then per semkt variant its gains: mean [95 % CI] and every seed's gain."""
+    head = f"{'Method':<30}" + "".join(f"{label:>9}" for _, label in METRICS) + f"{'train s':>9}"
+    lines = [head, "-" * len(head)]
+    for name, entry in summary.items():
+        lines.append(f"{name:<30}" + "".join(f"{_cell(k, entry['mean'][k]):>9}" for k, _ in METRICS)
+                     + f"{entry['train_seconds']:9.0f}")
+    labels = dict(METRICS)
+    lines += ["", "gain over AHDR at the same seed (SSIM-μ ×100): mean [95 % CI]; per seed"]
+    for name, entry in summary.items():
+        if "gain" not in entry:
+            continue
+        lines.append(name)
+        for k in GAIN_METRICS:
+            g, scale = entry["gain"][k], 100 if k.startswith("ssim") else 1
+            ci = "[n/a]" if g["ci"] is None else f"[{g['ci'][0] * scale:+.2f}, {g['ci'][1] * scale:+.2f}]"
+            seeds = " ".join(f"{v * scale:+.2f}" for v in g["per_seed"])
+            lines.append(f"  {labels[k]:<7}{g['mean'] * scale:+7.2f} {ci:<17} {seeds}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the experiment; returns what ``verdict.json`` holds."""
+    args = parse_args(argv)
+    out = args.out / args.split
+    if args.data is None:
+        from ..data.brackets import generate_real_dataset
+
+        data = generate_real_dataset(args.out / f"data_{args.split}", eval_split=args.split, seed=0)
+    else:
+        data = args.data
+    setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
+                     args.nDenselayer, args.example_dir)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    runs = paired_runs(setup, variants(json.loads(args.config), args.ablations), seeds, out)
+    summary = summarise(runs)
+    table = format_table(summary)
+    print(f"\n{args.split} split, {args.steps} steps per run, seeds {seeds[0]}..{seeds[-1]}\n{table}")
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results = {"settings": {**settings, "data": str(data)}, "summary": summary, "table": table,
+               "runs": {name: [{k: r[k] for k in ("seed", "semkt", "test")} for r in rs] for name, rs in runs.items()}}
+    (out / "verdict.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out / 'verdict.json'}")
+    return results

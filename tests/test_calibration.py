@@ -1,0 +1,86 @@
+"""The calibrated components: SKAM's spatial masks, target scaling and stage mean; the Prior Fusion Block's
+attention against eq. 4 written out; and the guarantee that with every distillation term off a training run is
+bit-identical to the baseline's."""
+import pytest
+import torch
+from einops import rearrange
+
+from semkt_plugin.skam import SKAM, complementary_masks, normalise_target
+from semkt_plugin.spgrm import PriorFusionBlock
+
+
+def test_spatial_mask_hides_whole_blocks_across_channels():
+    g = torch.Generator().manual_seed(0)
+    mask, rest = complementary_masks((2, 5, 20, 27), 0.5, g, kind="spatial", patch=8)
+    assert mask.shape == (2, 5, 20, 27) and torch.equal(mask + rest, torch.ones_like(mask))
+    assert torch.equal(mask, mask[:, :1].expand_as(mask))  # one draw per position, shared by every channel
+    for by in range(0, 20, 8):
+        for bx in range(0, 27, 8):
+            block = mask[:, 0, by:by + 8, bx:bx + 8]  # cut at the edges
+            assert torch.equal(block, block[:, :1, :1].expand_as(block))
+    many, _ = complementary_masks((64, 1, 64, 64), 0.3, g, kind="spatial", patch=4)
+    assert many.mean().item() == pytest.approx(0.3, abs=0.02)
+    with pytest.raises(ValueError, match="mask kind"):
+        complementary_masks((1, 1, 4, 4), 0.5, kind="pixel")
+
+
+def test_target_scaling():
+    x = torch.randn(3, 4, 8, 8) * torch.tensor([0.1, 1.0, 5.0, 20.0]).view(1, 4, 1, 1) + 2
+    image = normalise_target(x, "image")
+    assert torch.allclose(image.pow(2).mean((1, 2, 3)), torch.ones(3), atol=1e-4)
+    rms = x.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
+    assert torch.allclose(image, x / rms, atol=1e-5)  # one factor per image: channels keep their relative scale
+    channel = normalise_target(x, "channel")
+    assert torch.allclose(channel.mean((2, 3)), torch.zeros(3, 4), atol=1e-4)
+    assert torch.allclose(channel.var((2, 3), unbiased=False), torch.ones(3, 4), atol=2e-3)  # eps 1e-5 vs var 0.01
+    assert normalise_target(x, "none") is x
+    with pytest.raises(ValueError, match="norm"):
+        normalise_target(x, "layer")
+
+
+def test_skam_mean_over_stages_is_the_sum_over_their_number():
+    student = [torch.randn(2, 4, 16, 16), torch.randn(2, 6, 8, 8)]
+    teacher = [torch.randn(2, 8, 16, 16) for _ in range(3)]
+    losses = {}
+    for reduction in ("mean", "sum"):
+        torch.manual_seed(0)
+        losses[reduction] = SKAM([4, 6], 8, latent=8, reduction=reduction)(student, teacher)
+    assert losses["mean"].item() == pytest.approx(losses["sum"].item() / 2, rel=1e-6)
+
+
+def test_prior_fusion_block_is_eq4_with_keys_and_values_from_the_feature():
+    torch.manual_seed(0)
+    block = PriorFusionBlock(dim=8, prior_dim=6, heads=2)
+    feature, prior = torch.randn(2, 8, 5, 7), torch.randn(2, 6, 5, 7)
+    q = block.q(block.norm_p(prior))
+    k, v = block.kv(block.norm_f(feature)).chunk(2, dim=1)
+    q, k, v = (rearrange(t, "b (n c) h w -> b n c (h w)", n=2) for t in (q, k, v))
+    q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+    # written out: out[i] = Σ_j softmax_j(γ · q_i·k_j) v_j, so weights over key channel j pick value channel j
+    logits = torch.einsum("bnip,bnjp->bnij", q, k) * block.gamma
+    out = torch.einsum("bnij,bnjp->bnip", logits.softmax(-1), v)
+    expected = feature + block.out(rearrange(out, "b n c (h w) -> b (n c) h w", h=5, w=7))
+    assert torch.allclose(block(feature, prior), expected, atol=1e-5)
+
+
+@pytest.mark.slow  # two short training runs of the tiny example AHDR, one with the stand-in SKB
+def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_path):
+    import json
+
+    from semkt_plugin.data.synth import generate_dataset
+    from semkt_plugin.eval.paired import Training, Variant, load_example, run
+
+    data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
+    setup = Training(data, steps=4, batchsize=2, crop=32, nFeat=8, growthRate=4, nDenselayer=2)
+    train, test = load_example()
+    off = {"skb_weights": "standin", "perceptual": "skb", "use_content": False, "use_color": False,
+           "use_skam": False}
+    base = run(train, test, setup, Variant("AHDR"), 0, tmp_path / "base")
+    only_teacher = run(train, test, setup, Variant("semkt, teacher only", off), 0, tmp_path / "teacher")
+    assert only_teacher["train"]["losses"] == base["train"]["losses"]  # every step's task loss, exactly
+    assert set(only_teacher["train"]["semkt_losses"][-1]) == {"spg", "total"}
+    a, b = (torch.load(r["train"]["checkpoint"]) for r in (base, only_teacher))
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert only_teacher["test"] == base["test"]
+    again = run(train, test, setup, Variant("AHDR"), 0, tmp_path / "base")  # cached: read, not retrained
+    assert again == json.loads((tmp_path / "base" / "run.json").read_text())
