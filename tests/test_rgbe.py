@@ -99,3 +99,12 @@ def test_writer_rejects_what_rgbe_cannot_hold():
         encode_rgbe(np.full((2, 2, 3), np.nan, np.float32))
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         encode_rgbe(np.zeros((2, 2), np.float32))
+
+
+def test_reads_a_shipped_real_view_as_opencv_does():
+    from semkt_plugin.data.brackets import real_view_paths
+
+    path = real_view_paths("test")[0]
+    ours = read_rgbe(path)
+    assert ours.shape == (192, 192, 3) and np.isfinite(ours).all() and ours.min() > 0
+    _within_rgbe_step(ours, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.float64), 0.5)
