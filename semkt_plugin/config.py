@@ -48,6 +48,8 @@ class Config:
         teacher_moves_orm: let L_spg's gradient reach the ORM through T(H_in) (off in the paper's scheme).
         color_background: add the region "everything no SKB region covers" (``1 − max_n p_m^n``) to L_color, so
             that background pixels count too (FastSAM's masks cover objects, not the whole image).
+        distill_gate: distil towards the teacher only at pixels where it is closer to the ground truth than the
+            ORM's output, and towards the ORM's own output (no pull) elsewhere (:func:`semkt_plugin.plugin.gated_target`).
         distill_warmup: ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
             not pulled towards a teacher that has not learned anything yet (0: from the first step, as the paper).
     """
@@ -83,6 +85,7 @@ class Config:
     use_priors: bool = True
     teacher_moves_orm: bool = False
     color_background: bool = True
+    distill_gate: bool = True
     distill_warmup: int = 0
 
     def __post_init__(self) -> None:

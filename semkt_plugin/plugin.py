@@ -52,6 +52,22 @@ def with_background(regions: Tensor) -> Tensor:
     return torch.cat([regions, 1 - regions.amax(1, keepdim=True)], 1)
 
 
+def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
+    """The teacher's output where it is closer to the ground truth than the student's, the student's elsewhere.
+
+    A pixel's distance is the L1 over channels. Where the teacher is worse, the target is the student itself,
+    so no distillation term pulls a pixel away from the ground truth; where it is better, a step towards the
+    teacher shortens the pixel's distance to the ground truth (the distance is convex). This is the
+    teacher-bounded distillation of Chen et al. (NeurIPS 2017), per pixel.
+
+    Shapes:
+        teacher, student, truth ``(B, C, H, W)`` → ``(B, C, H, W)``, no gradient.
+    """
+    with torch.no_grad():
+        better = (teacher - truth).abs().sum(1, keepdim=True) < (student - truth).abs().sum(1, keepdim=True)
+        return torch.where(better, teacher, student)
+
+
 def _skb_for(config: Config) -> nn.Module:
     from .skb import load_skb
 
@@ -170,6 +186,8 @@ class SemanticTransfer(nn.Module):
             # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is no
             # target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
             teacher_target = hhat.detach().clamp(0, 1)
+            if cfg.distill_gate:
+                teacher_target = gated_target(teacher_target, hs.detach(), target_s)
             if cfg.use_content:
                 raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
                 weights["content"] = ramp * cfg.lambda_content

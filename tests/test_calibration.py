@@ -84,3 +84,15 @@ def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_pa
     assert only_teacher["test"] == base["test"]
     again = run(train, test, setup, Variant("AHDR"), 0, tmp_path / "base")  # cached: read, not retrained
     assert again == json.loads((tmp_path / "base" / "run.json").read_text())
+
+
+def test_gated_target_takes_the_teacher_only_where_it_is_closer_to_the_truth():
+    from semkt_plugin.plugin import gated_target
+
+    truth = torch.tensor([0.5, 0.5, 0.5, 0.5]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    student = torch.tensor([0.2, 0.9, 0.5, 0.6]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    teacher = torch.tensor([0.4, 0.95, 0.7, 0.6]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
+    target = gated_target(teacher, student, truth)
+    # better, worse, worse (the student is exact), a tie (not better): only the first pixel is the teacher's
+    assert torch.equal(target[0, :, 0, 0], teacher[0, :, 0, 0])
+    assert torch.equal(target.flatten(2)[..., 1:], student.flatten(2)[..., 1:])
