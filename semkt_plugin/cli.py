@@ -1,4 +1,4 @@
-"""The ``semkt`` command: ``demo``, ``adapters``, ``check``."""
+"""The ``semkt`` command: ``demo``, ``adapters``, ``check``, ``balance``."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +57,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+BALANCE_AHDR = {"nChannel": 6, "nDenselayer": 3, "nFeat": 16, "growthRate": 8}  # `semkt demo`'s narrow AHDR
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .data.kalantari import KalantariDataset
+    from .data.synth import generate_dataset
+    from .domain import mu_law
+    from .eval.balance import run_balance
+    from .eval.demo import EXAMPLE_DIR, load_example
+    from .plugin import select_output, wrap
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = args.data or generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed)
+    torch.manual_seed(args.seed)
+    kwargs = json.loads(args.kwargs)
+    if args.model is None:  # built and initialised as examples/ahdr/train.py does
+        train, _ = load_example(EXAMPLE_DIR)
+        model = train.AHDR(argparse.Namespace(**{**BALANCE_AHDR, **kwargs}))
+        model.apply(train.weights_init_kaiming)
+    else:
+        factory = load_object(args.model)
+        model = factory(argparse.Namespace(**kwargs)) if args.namespace else factory(**kwargs)
+    model.train()
+    skt = wrap(model, args.adapter, **{"skb_weights": "standin", "perceptual": "skb", **json.loads(args.config)})
+    loader = DataLoader(KalantariDataset(data, "Training", crop=args.crop, augment=True, seed=args.seed),
+                        batch_size=args.batchsize, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
+    optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=args.lr)
+
+    def task_loss(output: Any, gt: torch.Tensor) -> torch.Tensor:  # AHDRNet's: L1 of the μ-law tone maps
+        return torch.nn.functional.l1_loss(mu_law(select_output(output, skt.adapter.output)), mu_law(gt))
+
+    report = run_balance(model, skt, loader, task_loss, optimizer, steps=args.steps, every=args.every)
+    print(report.table())
+    settings = {**vars(args), "data": str(data)}
+    (out / "balance.json").write_text(json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n")
+    report.plot(out / "balance.png")
+    print(f"wrote {out / 'balance.json'} and {out / 'balance.png'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, rest: Sequence[str]) -> int:
     from .eval.demo import main as demo_main
 
@@ -78,12 +122,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--adapter", required=True, help="adapter name or .yaml/.toml/.json file")
     check.add_argument("--input", type=_shape, action="append", required=True,
                        help="shape of one positional input, e.g. 1,6,64,64; repeat per input")
+    about = ("train a few steps and measure each semkt term's gradient on the model against its own loss's "
+             "(ratio, cosine): for setting the λ's")
+    balance = sub.add_parser("balance", help=about, description=about)
+    balance.add_argument("--data", default=None,
+                         help="Kalantari-layout folder with Training/; default: 8 synthetic scenes in <out>/data")
+    balance.add_argument("--model", default=None,
+                         help="MODULE:FACTORY or FILE.py:FACTORY of a model taking AHDR's inputs (three 6-channel "
+                              "frames) and giving linear HDR; default: the example AHDR, narrow as in `semkt demo`")
+    balance.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory (for the example "
+                                                        f"AHDR: changes to {json.dumps(BALANCE_AHDR)})")
+    balance.add_argument("--namespace", action="store_true",
+                         help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
+    balance.add_argument("--adapter", default="ahdr", help="adapter name or .yaml/.toml/.json file")
+    balance.add_argument("--config", default="{}", help="JSON of semkt Config fields, e.g. '{\"lambda_feat\": 0.1}' "
+                                                        "(default here: stand-in SKB, perceptual=skb: offline)")
+    balance.add_argument("--steps", type=int, default=50, help="training steps")
+    balance.add_argument("--every", type=int, default=1, help="measure every this many steps")
+    balance.add_argument("--crop", type=int, default=64, help="training patch size")
+    balance.add_argument("--batchsize", type=int, default=2)
+    balance.add_argument("--lr", type=float, default=5e-4, help="Adam's, as `semkt demo`")
+    balance.add_argument("--seed", type=int, default=0, help="model init, data and crops")
+    balance.add_argument("--out", default="semkt_balance", help="folder for balance.json and balance.png")
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         return cmd_demo(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"adapters": cmd_adapters, "check": cmd_check}[args.command](args)
+    return {"adapters": cmd_adapters, "check": cmd_check, "balance": cmd_balance}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Gradient balance: exact on losses with hand-computed gradients; routing and outputs on the example AHDR."""
+import json
 import math
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semkt_plugin.cli import main
 from semkt_plugin.eval.balance import gradient_balance, run_balance, term_gradients
 
 
@@ -106,3 +108,21 @@ def test_run_balance_says_when_one_shot_batches_run_out():
     with pytest.raises(ValueError, match="ran out after one pass"):
         run_balance(model, ToyPlugin(model), iter([(torch.ones(1, 2), torch.zeros(1))]),
                     lambda out, gt: half_norm(model), steps=2)
+
+
+@pytest.mark.slow  # loads the stand-in SKB and trains the example AHDR with semkt: ~10 s on 2 busy cores
+def test_cli_balance_writes_json_and_figure(tmp_path, capsys):
+    out = tmp_path / "balance"
+    tiny = json.dumps({"nDenselayer": 2, "nFeat": 8, "growthRate": 4})
+    assert main(["balance", "--steps", "2", "--crop", "32", "--batchsize", "1", "--kwargs", tiny,
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "balance.json").read_text())
+    assert result["steps"] == 2 and len(result["records"]) == 2 and result["settings"]["crop"] == 32
+    for record in result["records"]:  # L_spg moves only the teacher
+        assert record["balance"]["spg"] == {"ratio": 0.0, "cosine": 0.0}
+    for term in ("content", "color", "feat", "distill"):
+        assert all(math.isfinite(v) for v in result["summary"][term].values()), term
+    assert result["summary"]["feat"]["ratio_median"] > 0
+    assert (out / "balance.png").stat().st_size > 0 and (out / "data" / "synth.json").exists()
+    printed = capsys.readouterr().out
+    assert "median [25%, 75%]" in printed and "distill" in printed and "conv_up" in printed
