@@ -205,9 +205,10 @@ class BalanceReport:
         fig, (ratio_ax, cosine_ax) = plt.subplots(1, 2, figsize=(11, 4))
         for key in (k for k in self.keys() if "/" not in k):
             steps, ratios = self.series(key, "ratio")
-            # a log axis cannot draw 0, which is what a clean "spg" gives: say so in the legend
+            # a log axis cannot draw 0 (a clean "spg"; content and color while the teacher is still the identity):
+            # leave a gap rather than a line diving off the axis, and say so in the legend when it is all 0
             label = key if any(r > 0 for r in ratios) else f"{key} (0, not drawn)"
-            ratio_ax.plot(steps, ratios, label=label, linewidth=1)
+            ratio_ax.plot(steps, [r if r > 0 else float("nan") for r in ratios], label=label, linewidth=1)
             cosine_ax.plot(*self.series(key, "cosine"), label=key, linewidth=1)
         ratio_ax.set_yscale("log")
         ratio_ax.axhline(1, color="grey", linewidth=0.5)
