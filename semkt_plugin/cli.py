@@ -1,4 +1,4 @@
-"""The ``semkt`` command: ``demo``, ``adapters``, ``check``, ``balance``."""
+"""The ``semkt`` command: ``demo``, ``verdict``, ``adapters``, ``check``, ``balance``."""
 from __future__ import annotations
 
 import argparse
@@ -108,11 +108,20 @@ def cmd_demo(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0
 
 
+def cmd_verdict(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from .eval.verdict import main as verdict_main
+
+    verdict_main(list(rest))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semkt", description="Semantic Knowledge Transfer for HDR models")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="train AHDR with and without semkt on synthetic scenes and compare "
                                 "(`semkt demo --help` for options)", add_help=False)
+    sub.add_parser("verdict", help="paired seeds with and without semkt on real-content scenes, 95%% intervals "
+                                   "(`semkt verdict --help` for options)", add_help=False)
     sub.add_parser("adapters", help="list every adapter and where it came from")
     check = sub.add_parser("check", help="one dry forward: does an adapter fit a model?")
     check.add_argument("--model", required=True, help="MODULE:FACTORY or FILE.py:FACTORY building the model")
@@ -145,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     balance.add_argument("--seed", type=int, default=0, help="model init, data and crops")
     balance.add_argument("--out", default="semkt_balance", help="folder for balance.json and balance.png")
     args, rest = parser.parse_known_args(argv)
-    if args.command == "demo":
-        return cmd_demo(args, rest)
+    if args.command in ("demo", "verdict"):
+        return {"demo": cmd_demo, "verdict": cmd_verdict}[args.command](args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return {"adapters": cmd_adapters, "check": cmd_check, "balance": cmd_balance}[args.command](args)

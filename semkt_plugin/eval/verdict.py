@@ -45,16 +45,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
     parser.add_argument("--config", default="{}", help="JSON of semkt Config fields for every semkt variant")
     parser.add_argument("--ablations", action="store_true", help="add the Table 3 rows (each component off)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help="instead of the one semkt row, a named row per Config change (repeat; for choosing "
+                             "settings on the validation split)")
     parser.add_argument("--data", type=Path, default=None,
                         help="Kalantari-layout data to use instead of the real-content scenes (its Test/ is evaluated)")
     parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
     return parser.parse_args(argv)
 
 
-def variants(config: dict, ablations: bool) -> list[Variant]:
-    """The baseline, AHDR + semkt with ``config``, and with ``ablations`` one row per component switched off."""
+def variants(config: dict, ablations: bool, named: list[str] = ()) -> list[Variant]:
+    """The baseline, AHDR + semkt with ``config`` (or one row per ``NAME=JSON`` of ``named``, each on top of
+    ``config``), and with ``ablations`` one row per component switched off."""
     semkt = {**OFFLINE, **config}
-    rows = [Variant(BASELINE), Variant("AHDR + semkt", semkt)]
+    rows = [Variant(BASELINE)]
+    for spec in named:
+        name, sep, changes = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant wants NAME=JSON, got {spec!r}")
+        rows.append(Variant(f"AHDR + semkt {name}", {**semkt, **json.loads(changes)}))
+    if not named:
+        rows.append(Variant("AHDR + semkt", semkt))
     if ablations:
         rows += [Variant(f"AHDR + semkt {name}", {**semkt, field: False}) for name, field in ABLATIONS.items()]
     return rows
@@ -113,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
                      args.nDenselayer, args.example_dir)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    runs = paired_runs(setup, variants(json.loads(args.config), args.ablations), seeds, out)
+    runs = paired_runs(setup, variants(json.loads(args.config), args.ablations, args.variant), seeds, out)
     summary = summarise(runs)
     table = format_table(summary)
     print(f"\n{args.split} split, {args.steps} steps per run, seeds {seeds[0]}..{seeds[-1]}\n{table}")
