@@ -50,7 +50,9 @@ class Config:
             that background pixels count too (FastSAM's masks cover objects, not the whole image).
         distill_gate: distil towards the teacher only at pixels where it is closer to the ground truth than the
             ORM's output, and towards the ORM's own output (no pull) elsewhere (:func:`semkt_plugin.plugin.gated_target`).
-        distill_warmup: ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
+        distill_start: ``loss()`` calls before any distillation (λ1, λ2, λ_feat are 0 until then): the ORM learns
+            at full speed first, and the teacher has learned something before it is distilled.
+        distill_warmup: then ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
             not pulled towards a teacher that has not learned anything yet (0: from the first step, as the paper).
     """
 
@@ -86,6 +88,7 @@ class Config:
     teacher_moves_orm: bool = False
     color_background: bool = True
     distill_gate: bool = True
+    distill_start: int = 0
     distill_warmup: int = 0
 
     def __post_init__(self) -> None:
@@ -99,8 +102,9 @@ class Config:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.skam_ratio <= 1.0:
             raise ValueError(f"skam_ratio must be in [0, 1], got {self.skam_ratio}")
-        if self.distill_warmup < 0:
-            raise ValueError(f"distill_warmup must be >= 0, got {self.distill_warmup}")
+        for name in ("distill_start", "distill_warmup"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("hist_bins", "hist_chunk", "teacher_dim", "skam_latent", "skam_patch", "num_regions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

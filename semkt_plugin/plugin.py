@@ -52,6 +52,14 @@ def with_background(regions: Tensor) -> Tensor:
     return torch.cat([regions, 1 - regions.amax(1, keepdim=True)], 1)
 
 
+def distill_ramp(step: int, start: int, warmup: int) -> float:
+    """Factor on λ1, λ2 and λ_feat at ``step`` (0-based ``loss()`` calls): 0 before ``start``, then rising linearly
+    to 1 over ``warmup`` calls (at once if 0)."""
+    if step < start:
+        return 0.0
+    return min(1.0, (step - start + 1) / warmup) if warmup else 1.0
+
+
 def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
     """The teacher's output where it is closer to the ground truth than the student's, the student's elsewhere.
 
@@ -178,7 +186,7 @@ class SemanticTransfer(nn.Module):
                 prior = self.skb(hs.detach()) if self.skb is not None else None
             hhat, teacher_feats = self.teacher(hs if cfg.teacher_moves_orm else hs.detach(),
                                                prior.features if cfg.use_priors else None)
-            ramp = min(1.0, (int(self.steps) + 1) / cfg.distill_warmup) if cfg.distill_warmup else 1.0
+            ramp = distill_ramp(int(self.steps), cfg.distill_start, cfg.distill_warmup)
             if torch.is_grad_enabled():
                 self.steps += 1
             raw = {"spg": F.l1_loss(hhat, target_s)}

@@ -96,3 +96,12 @@ def test_gated_target_takes_the_teacher_only_where_it_is_closer_to_the_truth():
     # better, worse, worse (the student is exact), a tie (not better): only the first pixel is the teacher's
     assert torch.equal(target[0, :, 0, 0], teacher[0, :, 0, 0])
     assert torch.equal(target.flatten(2)[..., 1:], student.flatten(2)[..., 1:])
+
+
+def test_distillation_starts_late_then_ramps():
+    from semkt_plugin.plugin import distill_ramp
+
+    assert [distill_ramp(s, 0, 0) for s in range(2)] == [1.0, 1.0]  # the paper: from the first step
+    assert [distill_ramp(s, 3, 0) for s in range(5)] == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert [distill_ramp(s, 2, 4) for s in range(7)] == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    assert [distill_ramp(s, 0, 4) for s in range(2)] == [0.25, 0.5]  # as before distill_start existed
