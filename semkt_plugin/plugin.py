@@ -169,7 +169,8 @@ class SemanticTransfer(nn.Module):
     def loss_terms(self, output: Any, target: Tensor) -> dict[str, Tensor]:
         """The weighted terms of :meth:`loss`, each differentiable: ``{"spg", "content", "color", "feat"}``.
 
-        Only the enabled terms are present; their sum is :meth:`loss`. Unweighted values go to
+        Only the enabled terms are present (content and color only once the distillation has started, see
+        ``Config.distill_start``); their sum is :meth:`loss`. Unweighted values go to
         :attr:`last_losses`. The gradient-balance diagnostic differentiates each term on its own.
 
         Args:
@@ -196,10 +197,12 @@ class SemanticTransfer(nn.Module):
             teacher_target = hhat.detach().clamp(0, 1)
             if cfg.distill_gate:
                 teacher_target = gated_target(teacher_target, hs.detach(), target_s)
-            if cfg.use_content:
+            # before the distillation starts the output-level terms would be multiplied by 0: skip their cost (SKAM
+            # still runs, so its parameters get a gradient, zero, every step, as DDP expects)
+            if cfg.use_content and ramp > 0:
                 raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
                 weights["content"] = ramp * cfg.lambda_content
-            if cfg.use_color:
+            if cfg.use_color and ramp > 0:
                 regions = with_background(prior.regions) if cfg.color_background else prior.regions
                 raw["color"] = histogram_loss(hs, teacher_target, regions, cfg.hist_bins, cfg.hist_kernel,
                                               cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)

@@ -105,3 +105,18 @@ def test_distillation_starts_late_then_ramps():
     assert [distill_ramp(s, 3, 0) for s in range(5)] == [0.0, 0.0, 0.0, 1.0, 1.0]
     assert [distill_ramp(s, 2, 4) for s in range(7)] == [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     assert [distill_ramp(s, 0, 4) for s in range(2)] == [0.25, 0.5]  # as before distill_start existed
+
+
+def test_output_level_terms_are_skipped_until_the_distillation_starts(skb, batch):
+    from conftest import TINY_ADAPTER, TinyHDR
+
+    from semkt_plugin import wrap
+
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", distill_start=1)
+    first = skt.loss_terms(model(*frames), gt)
+    assert set(first) == {"spg", "feat"} and first["feat"].item() == 0.0  # SKAM runs, weighted 0
+    second = skt.loss_terms(model(*frames), gt)
+    assert set(second) == {"spg", "content", "color", "feat"} and second["feat"].item() > 0
+    skt.unwrap()
