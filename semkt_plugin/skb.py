@@ -351,8 +351,8 @@ def load_skb(
               YOLOv8-seg ``.pt``; a pickle, loaded with ``weights_only=False``: trusted files
               only), a ``semkt-skb`` dict, or a bare state_dict (needs ``arch``).  Never
               touches the network.
-            - ``"standin"``: semkt's bundled offline stand-in (YOLOv8n-seg trained on
-              synthetic scenes), ``semkt_plugin/assets/skb_standin.pt``.
+            - ``"standin"``: semkt's bundled offline stand-in (YOLOv8n-seg fine-tuned to
+              segment everything on real HDR views), ``semkt_plugin/assets/skb_standin.pt``.
             - a bare name such as ``"FastSAM-s.pt"`` not present locally: ultralytics looks
               in its weights dir and downloads its release asset (needs internet).
             - ``None`` with ``arch``: random initialisation (tests).
