@@ -68,7 +68,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .data.synth import generate_dataset
     from .domain import mu_law
     from .eval.balance import run_balance
-    from .eval.demo import EXAMPLE_DIR, load_example
+    from .eval.paired import EXAMPLE_DIR, load_example
     from .plugin import select_output, wrap
 
     out = Path(args.out)
