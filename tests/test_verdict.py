@@ -52,3 +52,4 @@ def test_verdict_end_to_end_writes_gains_per_seed(tmp_path, capsys):
     assert gain["per_seed"] == pytest.approx([s["test"]["psnr_mu"] - b["test"]["psnr_mu"] for s, b in zip(semkt, base)])
     assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1]
     assert "95 % CI" in capsys.readouterr().out
+    assert (tmp_path / "v" / "validation" / "verdict.png").stat().st_size > 0

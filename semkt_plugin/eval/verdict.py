@@ -118,6 +118,45 @@ def format_table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(summary: dict[str, dict], runs: dict[str, list[dict]], path: Path) -> None:
+    """Left: every seed's PSNR-μ gain per variant, with the mean and its 95 % interval. Right: the training μ-law L1
+    of the baseline and of AHDR + semkt at the first seed, and that run's teacher (L_spg): what there was to
+    distil."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (gains, curves) = plt.subplots(1, 2, figsize=(12, 4.2))
+    names = [n for n in summary if "gain" in summary[n]]
+    for i, name in enumerate(names):
+        g = summary[name]["gain"]["psnr_mu"]
+        gains.scatter([i] * len(g["per_seed"]), g["per_seed"], color="tab:blue", s=14, zorder=3)
+        low, high = g["ci"] if g["ci"] is not None else (g["mean"], g["mean"])
+        gains.errorbar(i + 0.15, g["mean"], yerr=[[g["mean"] - low], [high - g["mean"]]], fmt="o", color="black",
+                       capsize=4)
+    gains.axhline(0, color="grey", linewidth=0.8)
+    gains.set_xticks(range(len(names)), [n.replace("AHDR + semkt", "semkt").strip() for n in names], rotation=20,
+                     fontsize=8)
+    gains.set_ylabel("PSNR-μ gain over AHDR at the same seed (dB)")
+    gains.set_title("dots: seeds; black: mean and 95 % interval", fontsize=9)
+    smooth = lambda v: np.convolve(v, np.ones(20) / 20, mode="valid")  # noqa: E731
+    base, semkt = runs[BASELINE][0], runs[names[0]][0] if names else None
+    curves.plot(smooth(base["train"]["losses"]), label="AHDR", linewidth=0.8)
+    if semkt is not None:
+        curves.plot(smooth(semkt["train"]["losses"]), label=names[0], linewidth=0.8)
+        curves.plot(smooth([p["spg"] for p in semkt["train"]["semkt_losses"]]), label="its teacher (L_spg)",
+                    linewidth=0.8, linestyle="--")
+    curves.set_yscale("log")
+    curves.set_xlabel("step")
+    curves.set_title(f"training μ-law L1 to the ground truth, seed {base['seed']} (moving average of 20)", fontsize=9)
+    curves.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the experiment; returns what ``verdict.json`` holds."""
     args = parse_args(argv)
@@ -140,5 +179,6 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"settings": {**settings, "data": str(data)}, "summary": summary, "table": table,
                "runs": {name: [{k: r[k] for k in ("seed", "semkt", "test")} for r in rs] for name, rs in runs.items()}}
     (out / "verdict.json").write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {out / 'verdict.json'}")
+    plot(summary, runs, out / "verdict.png")
+    print(f"wrote {out / 'verdict.json'} and {out / 'verdict.png'}")
     return results
