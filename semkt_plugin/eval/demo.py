@@ -21,7 +21,7 @@ import numpy as np
 from ..data.kalantari import read_hdr, read_scene, scene_dirs
 from ..domain import mu_law
 from .paired import EXAMPLE_DIR, Training, Variant, paired_runs
-from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, schedule, summarise
+from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, schedule, summarise, training_curves
 
 FLAGS = {"no_content": "w/o L_content", "no_color": "w/o L_color", "no_skam": "w/o SKAM", "no_priors": "w/o priors"}
 
@@ -111,16 +111,8 @@ def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
         axes[2, col].set_title("zoom", fontsize=9)
     curves = axes[0, -1]
     curves.axis("on")
-    smooth = lambda v: np.convolve(v, np.ones(20) / 20, mode="valid") if len(v) >= 20 else np.asarray(v)  # noqa: E731
-    for name, run in runs.items():
-        curves.plot(smooth(run["train"]["losses"]), label=name, linewidth=0.8)
-        teacher = [parts["spg"] for parts in run["train"].get("semkt_losses", [])]
-        if teacher:
-            curves.plot(smooth(teacher), label="its teacher Ĥ_s (L_spg)", linewidth=0.8, linestyle="--")
-    curves.set_yscale("log")
-    curves.set_xlabel("step")
+    training_curves(curves, runs)
     curves.set_title("training μ-law L1 to the ground truth\n(moving average of 20 steps)", fontsize=9)
-    curves.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -118,6 +118,21 @@ def format_table(summary: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def training_curves(ax, runs: dict[str, dict]) -> None:
+    """Each run's training μ-law L1 and, for a semkt run, its teacher's L_spg (dashed), on a log axis."""
+    import numpy as np
+
+    smooth = lambda v: np.convolve(v, np.ones(20) / 20, mode="valid") if len(v) >= 20 else np.asarray(v)  # noqa: E731
+    for name, run in runs.items():
+        ax.plot(smooth(run["train"]["losses"]), label=name, linewidth=0.8)
+        teacher = [parts["spg"] for parts in run["train"].get("semkt_losses", [])]
+        if teacher:
+            ax.plot(smooth(teacher), label="its teacher Ĥ_s (L_spg)", linewidth=0.8, linestyle="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=7)
+
+
 def plot(summary: dict[str, dict], runs: dict[str, list[dict]], path: Path) -> None:
     """Left: every seed's PSNR-μ gain per variant, with the mean and its 95 % interval. Right: the training μ-law L1
     of the baseline and of AHDR + semkt at the first seed, and that run's teacher (L_spg): what there was to
@@ -126,7 +141,6 @@ def plot(summary: dict[str, dict], runs: dict[str, list[dict]], path: Path) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, (gains, curves) = plt.subplots(1, 2, figsize=(12, 4.2))
     names = [n for n in summary if "gain" in summary[n]]
@@ -141,17 +155,10 @@ def plot(summary: dict[str, dict], runs: dict[str, list[dict]], path: Path) -> N
                      fontsize=8)
     gains.set_ylabel("PSNR-μ gain over AHDR at the same seed (dB)")
     gains.set_title("dots: seeds; black: mean and 95 % interval", fontsize=9)
-    smooth = lambda v: np.convolve(v, np.ones(20) / 20, mode="valid")  # noqa: E731
-    base, semkt = runs[BASELINE][0], runs[names[0]][0] if names else None
-    curves.plot(smooth(base["train"]["losses"]), label="AHDR", linewidth=0.8)
-    if semkt is not None:
-        curves.plot(smooth(semkt["train"]["losses"]), label=names[0], linewidth=0.8)
-        curves.plot(smooth([p["spg"] for p in semkt["train"]["semkt_losses"]]), label="its teacher (L_spg)",
-                    linewidth=0.8, linestyle="--")
-    curves.set_yscale("log")
-    curves.set_xlabel("step")
-    curves.set_title(f"training μ-law L1 to the ground truth, seed {base['seed']} (moving average of 20)", fontsize=9)
-    curves.legend(fontsize=8)
+    first = {name: runs[name][0] for name in [BASELINE, *names[:1]]}
+    training_curves(curves, first)
+    curves.set_title(f"training μ-law L1 to the ground truth, seed {first[BASELINE]['seed']}\n"
+                     "(moving average of 20 steps)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
