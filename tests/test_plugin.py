@@ -186,7 +186,7 @@ def test_distillation_warmup_ramps_the_weights_and_counts_training_steps(skb, ba
     assert int(skt.steps) == 2
     cfg = skt.config
     for i, (total, parts) in enumerate(totals):
-        full = cfg.lambda_content * parts["content"] + cfg.lambda_color * parts["color"] + parts["feat"]
+        full = cfg.lambda_content * parts["content"] + cfg.lambda_color * parts["color"] + cfg.lambda_feat * parts["feat"]
         assert total == pytest.approx((i + 1) / 4 * full, rel=1e-5)
     skt.unwrap()
 
