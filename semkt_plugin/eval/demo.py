@@ -8,7 +8,8 @@ evaluates every run on the full test images, prints the table of ``semkt verdict
 with its 95 % interval) and writes ``results.json`` and ``figure.png``.
 
 The defaults are sized for a 2-core CPU (a narrow AHDR, 600 steps of 64² crops, two seeds: about 10 minutes).
-The demo's runs are the first two seeds of ``semkt verdict --split test``, which has five and the ablations.
+The demo runs the protocol of ``semkt verdict --split test`` on its first two seeds; the verdict has five and the
+ablations.
 """
 from __future__ import annotations
 
