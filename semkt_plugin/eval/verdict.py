@@ -151,6 +151,7 @@ def plot(summary: dict[str, dict], runs: dict[str, list[dict]], path: Path) -> N
         gains.errorbar(i + 0.15, g["mean"], yerr=[[g["mean"] - low], [high - g["mean"]]], fmt="o", color="black",
                        capsize=4)
     gains.axhline(0, color="grey", linewidth=0.8)
+    gains.set_xlim(-0.5, len(names) - 0.5)
     gains.set_xticks(range(len(names)), [n.replace("AHDR + semkt", "semkt").strip() for n in names], rotation=20,
                      fontsize=8)
     gains.set_ylabel("PSNR-μ gain over AHDR at the same seed (dB)")
