@@ -26,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--growthRate", type=int, default=32, help="growth rate of the dense layers")
     parser.add_argument("--nFeat", type=int, default=64, help="number of feature maps")
     parser.add_argument("--nChannel", type=int, default=6, help="channels per input frame")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser.parse_args(argv)
 
 
@@ -36,12 +37,12 @@ def main(argv: list[str] | None = None) -> dict:
     model = AHDR(args)
     state = torch.load(Path(args.trained_model_dir) / args.trained_model_filename, map_location="cpu")
     model.load_state_dict(state)
-    model.eval()
+    model.to(args.device).eval()
 
     data = test_set(args.data_dir)
     scenes = {}
     for name, (x1, x2, x3, gt) in tqdm(zip(data.names, data), total=len(data), desc="test AHDR"):
-        out = model(x1[None], x2[None], x3[None])
+        out = model(x1[None].to(args.device), x2[None].to(args.device), x3[None].to(args.device)).cpu()
         scenes[name] = {k: v.item() for k, v in hdr_metrics(out, gt[None]).items()}
         if args.result_dir:
             Path(args.result_dir).mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--growthRate", type=int, default=32, help="growth rate of the dense layers")
     parser.add_argument("--nFeat", type=int, default=64, help="number of feature maps")
     parser.add_argument("--nChannel", type=int, default=6, help="channels per input frame")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where to train (default: the GPU when there is one)")
     parser.add_argument("--semkt", action="store_true", help="add Semantic Knowledge Transfer (semkt_plugin)")
     parser.add_argument("--semkt_config", default=None, help="JSON object of semkt_plugin.Config fields to change (with --semkt)")
     return parser.parse_args(argv)
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model = AHDR(args)
     model.apply(weights_init_kaiming)
+    model.to(args.device)  # before wrap: the plugin follows the model's device
     params = list(model.parameters())
     if args.semkt:
         from semkt_plugin import wrap
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     for step in tqdm(range(1, args.steps + 1), desc="train AHDR" + (" + semkt" if args.semkt else "")):
         for group in optimizer.param_groups:  # upstream: lr × 0.1 for the last 20% of training
             group["lr"] = args.lr if step <= 0.8 * args.steps else 0.1 * args.lr
-        x1, x2, x3, gt = next(batches)
+        x1, x2, x3, gt = (t.to(args.device) for t in next(batches))
         optimizer.zero_grad()
         out = model(x1, x2, x3)
         loss = F.l1_loss(range_compressor(out), range_compressor(gt))
