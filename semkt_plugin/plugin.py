@@ -192,13 +192,14 @@ class SemanticTransfer(nn.Module):
                 self.steps += 1
             raw = {"spg": F.l1_loss(hhat, target_s)}
             weights = {"spg": cfg.lambda_spg}
-            # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is no
-            # target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
-            teacher_target = hhat.detach().clamp(0, 1)
-            if cfg.distill_gate:
-                teacher_target = gated_target(teacher_target, hs.detach(), target_s)
             # before the distillation starts the output-level terms would be multiplied by 0: skip their cost (SKAM
             # still runs, so its parameters get a gradient, zero, every step, as DDP expects)
+            if (cfg.use_content or cfg.use_color) and ramp > 0:
+                # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is
+                # no target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
+                teacher_target = hhat.detach().clamp(0, 1)
+                if cfg.distill_gate:
+                    teacher_target = gated_target(teacher_target, hs.detach(), target_s)
             if cfg.use_content and ramp > 0:
                 raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
                 weights["content"] = ramp * cfg.lambda_content
@@ -230,12 +231,7 @@ class SemanticTransfer(nn.Module):
         Returns:
             Scalar; add it to the model's own loss. Components are in :attr:`last_losses`.
         """
-        terms = self.loss_terms(output, target)
-        total = terms["spg"]
-        for name in ("content", "color", "feat"):  # a fixed order: the same float sum every run
-            if name in terms:
-                total = total + terms[name]
-        return total
+        return sum(self.loss_terms(output, target).values())  # loss_terms builds its dict in a fixed order
 
     def forward(self, output: Any, target: Tensor) -> Tensor:
         """Same as :meth:`loss`; a forward lets ``DDP(skt)`` average the plugin's gradients across ranks."""
