@@ -69,6 +69,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .domain import mu_law
     from .eval.balance import run_balance
     from .eval.paired import EXAMPLE_DIR, load_example
+    from .eval.verdict import OFFLINE
     from .plugin import select_output, wrap
 
     out = Path(args.out)
@@ -84,7 +85,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
         factory = load_object(args.model)
         model = factory(argparse.Namespace(**kwargs)) if args.namespace else factory(**kwargs)
     model.train()
-    skt = wrap(model, args.adapter, **{"skb_weights": "standin", "perceptual": "skb", **json.loads(args.config)})
+    skt = wrap(model, args.adapter, **{**OFFLINE, **json.loads(args.config)})
     loader = DataLoader(KalantariDataset(data, "Training", crop=args.crop, augment=True, seed=args.seed),
                         batch_size=args.batchsize, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
     optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=args.lr)

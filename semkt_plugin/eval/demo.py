@@ -133,12 +133,13 @@ def main(argv: list[str] | None = None) -> dict:
                      args.nDenselayer, args.example_dir)
     seeds = list(range(args.seed, args.seed + args.seeds))
     runs = paired_runs(setup, [Variant(BASELINE), Variant(name, semkt)], seeds, out)
-    table = format_table(summarise(runs))
+    summary = summarise(runs)
+    table = format_table(summary)
     test_scenes = len(scene_dirs(data, "Test"))
     print(f"\n{test_scenes} {args.scenes if not args.data else ''} test scenes, {args.steps} steps per run, "
           f"seeds {seeds[0]}..{seeds[-1]}\n{table}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    results = {"settings": {**settings, "data": str(data)}, "table": table, "summary": summarise(runs), "runs": runs}
+    results = {"settings": {**settings, "data": str(data)}, "table": table, "summary": summary, "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     save_figure(out / "figure.png", data, {name: seeds_[0] for name, seeds_ in runs.items()})
     print(f"wrote {out / 'results.json'} and {out / 'figure.png'}")
