@@ -5,7 +5,8 @@ runs of a pair share ``--seed``: the same initial weights and the same batches (
 generators, and ``wrap`` builds the plugin under a forked RNG), so their difference is semkt's effect alone.
 
 Each finished run leaves ``run.json`` in its folder; a later call with the same arguments reads it instead of
-training again, so an interrupted experiment resumes where it stopped.
+training again, so an interrupted experiment resumes where it stopped. The record keys on the arguments only, not
+on the code or the SKB weights: after changing either, use another output folder.
 """
 from __future__ import annotations
 
