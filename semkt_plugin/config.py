@@ -114,8 +114,9 @@ class Config:
 
     @property
     def needs_skb(self) -> bool:
-        """Whether any enabled part reads the SKB."""
-        return self.use_priors or self.use_color or (self.use_content and self.perceptual == "skb")
+        """Whether any enabled part with a non-zero weight reads the SKB."""
+        perceptual = self.use_content and self.lambda_content > 0 and self.perceptual_weight > 0
+        return self.use_priors or (self.use_color and self.lambda_color > 0) or (perceptual and self.perceptual == "skb")
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes``; unknown names raise with the list of fields."""

@@ -113,9 +113,14 @@ class FeatureHooks:
     Args:
         model: the model (DataParallel/DDP/compiled wrappers are looked through).
         points: where to hook.
+
+    Attributes:
+        active: capture only while ``True`` (the owner turns it off for steps that will not read the features, so
+            the clones cost nothing there).
     """
 
     def __init__(self, model: nn.Module, points: Sequence[HookPoint]) -> None:
+        self.active = True
         self.model = unwrap_container(model)
         self.points = tuple(points)
         self.captured: dict[int, Tensor] = {}
@@ -141,7 +146,7 @@ class FeatureHooks:
         point = self.points[i]
 
         def hook(module: nn.Module, args: Any, output: Any = None) -> None:
-            if not torch.is_grad_enabled():
+            if not (self.active and torch.is_grad_enabled()):
                 return
             n = self.calls[i]
             self.calls[i] += 1

@@ -154,7 +154,7 @@ class HistogramLoss(nn.Module):
 
 
 def content_loss(student: Tensor, teacher: Tensor, perceptual: Callable[[Tensor], list[Tensor]] | None = None,
-                 weight: float = 1e-2) -> Tensor:
+                 weight: float = 1e-2, student_features: list[Tensor] | None = None) -> Tensor:
     """L_content (eq. 5): ``|T(H_in) − Ĥ_s|₁ + weight · Σ_l |φ_l(T(H_in)) − φ_l(Ĥ_s)|₁`` with a detached teacher.
 
     Args:
@@ -162,6 +162,8 @@ def content_loss(student: Tensor, teacher: Tensor, perceptual: Callable[[Tensor]
         teacher: ``(B, 3, H, W)`` Ĥ_s (target).
         perceptual: feature extractor returning a list of maps, or ``None`` for the L1 term alone.
         weight: λ of eq. 5.
+        student_features: ``perceptual(student)`` when the caller already has it (the SKB's pass over the
+            student, which also gives the teacher's priors), so it is not computed twice.
 
     Returns:
         Scalar.
@@ -171,5 +173,7 @@ def content_loss(student: Tensor, teacher: Tensor, perceptual: Callable[[Tensor]
     if perceptual is not None and weight:
         with torch.no_grad():
             target = perceptual(teacher)
-        loss = loss + weight * sum(F.l1_loss(a, b) for a, b in zip(perceptual(student), target))
+        if student_features is None:
+            student_features = perceptual(student)
+        loss = loss + weight * sum(F.l1_loss(a, b) for a, b in zip(student_features, target))
     return loss

@@ -96,7 +96,8 @@ class SemanticTransfer(nn.Module):
             skb = _skb_for(config)
         if skb is not None:
             skb.requires_grad_(False)
-        perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if config.use_content else None
+        wants_perceptual = config.use_content and config.lambda_content > 0 and config.perceptual_weight > 0
+        perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if wants_perceptual else None
         # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
@@ -106,6 +107,9 @@ class SemanticTransfer(nn.Module):
                          config.skam_reduction) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training, for the warm-up
+        self._arm_hooks(0)
+        # a loaded step count decides whether the next forward captures features
+        self.register_load_state_dict_post_hook(lambda module, keys: module._arm_hooks(int(module.steps)))
         self._last: dict[str, Tensor] = {}
         device = next(iter(core.parameters()), torch.empty(0)).device
         self.to(device)
@@ -173,6 +177,11 @@ class SemanticTransfer(nn.Module):
         ``Config.distill_start``); their sum is :meth:`loss`. Unweighted values go to
         :attr:`last_losses`. The gradient-balance diagnostic differentiates each term on its own.
 
+        A term whose weight is 0 in this step (its λ, or the ramp before the distillation starts) is not computed:
+        no region maps without L_color, no perceptual pass without L_content, no SKAM (and no feature captures in
+        the model's forward) without L_feat. SKAM's term is then a zero that still reaches its parameters, so
+        ``DDP`` finds a gradient, zero, for each of them.
+
         Args:
             output: what the model returned for this batch (the adapter finds H_in in it).
             target: ground truth in H_in's domain, scale and shape (``(B, 3, H, W)``, or packed RAW).
@@ -181,38 +190,45 @@ class SemanticTransfer(nn.Module):
         try:  # every exit, errors included, drops the captured features and the graph they hold
             h_in = select_output(output, self.adapter.output)
             self._check_inputs(h_in, target)
+            step = int(self.steps)
+            ramp = distill_ramp(step, cfg.distill_start, cfg.distill_warmup)
+            on = self._active(ramp)
+            if torch.is_grad_enabled():
+                self.steps += 1
+                self._arm_hooks(step + 1)
             hs = self.transfer(h_in)
             with torch.no_grad():
                 target_s = self.transfer(target, what="target")
-                prior = self.skb(hs.detach()) if self.skb is not None else None
+            # one SKB trunk pass serves the teacher's priors and, with perceptual="skb", the student's side of
+            # the perceptual term: with a gradient only when that term runs
+            features, regions = self._skb(hs, regions=on["color"], grad=on["content"] and self._perceptual_is_skb)
             hhat, teacher_feats = self.teacher(hs if cfg.teacher_moves_orm else hs.detach(),
-                                               prior.features if cfg.use_priors else None)
-            ramp = distill_ramp(int(self.steps), cfg.distill_start, cfg.distill_warmup)
-            if torch.is_grad_enabled():
-                self.steps += 1
+                                               [f.detach() for f in features] if cfg.use_priors else None)
             raw = {"spg": F.l1_loss(hhat, target_s)}
             weights = {"spg": cfg.lambda_spg}
-            # before the distillation starts the output-level terms would be multiplied by 0: skip their cost (SKAM
-            # still runs, so its parameters get a gradient, zero, every step, as DDP expects)
-            if (cfg.use_content or cfg.use_color) and ramp > 0:
+            if on["content"] or on["color"]:
                 # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is
                 # no target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
                 teacher_target = hhat.detach().clamp(0, 1)
                 if cfg.distill_gate:
                     teacher_target = gated_target(teacher_target, hs.detach(), target_s)
-            if cfg.use_content and ramp > 0:
-                raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight)
+            if on["content"]:
+                raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight,
+                                              student_features=features if self._perceptual_is_skb else None)
                 weights["content"] = ramp * cfg.lambda_content
-            if cfg.use_color and ramp > 0:
-                regions = with_background(prior.regions) if cfg.color_background else prior.regions
+            if on["color"]:
+                regions = with_background(regions) if cfg.color_background else regions
                 raw["color"] = histogram_loss(hs, teacher_target, regions, cfg.hist_bins, cfg.hist_kernel,
                                               cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
                 weights["color"] = ramp * cfg.lambda_color
-            if self.skam is not None:
+            if on["feat"]:
                 # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
                 student = [s.float() for s in self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])]
                 raw["feat"] = self.skam(student, teacher_feats)
                 weights["feat"] = ramp * cfg.lambda_feat
+            elif self.skam is not None:
+                raw["feat"] = sum(p.sum() for p in self.skam.parameters()) * 0.0
+                weights["feat"] = 0.0
         finally:
             if self.hooks is not None:
                 self.hooks.clear()
@@ -220,6 +236,33 @@ class SemanticTransfer(nn.Module):
         self._last = {**{k: v.detach() for k, v in raw.items()},
                       "total": sum(t.detach() for t in terms.values())}
         return terms
+
+    @property
+    def _perceptual_is_skb(self) -> bool:
+        return self.config.perceptual == "skb" and self.perceptual is not None
+
+    def _active(self, ramp: float) -> dict[str, bool]:
+        """Which distillation terms have a non-zero weight at this ramp."""
+        cfg = self.config
+        return {"content": cfg.use_content and ramp * cfg.lambda_content > 0,
+                "color": cfg.use_color and ramp * cfg.lambda_color > 0,
+                "feat": self.skam is not None and ramp * cfg.lambda_feat > 0}
+
+    def _arm_hooks(self, step: int) -> None:
+        """Capture features in the model's forward only when the ``loss()`` call ``step`` will run SKAM."""
+        if self.hooks is not None:
+            cfg = self.config
+            self.hooks.active = self._active(distill_ramp(step, cfg.distill_start, cfg.distill_warmup))["feat"]
+
+    def _skb(self, hs: Tensor, regions: bool, grad: bool) -> tuple[list[Tensor] | None, Tensor | None]:
+        """The SKB's features (with a graph to ``hs`` if ``grad``) and, if ``regions``, its region maps."""
+        if self.skb is None:
+            return None, None
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            x = hs if grad else hs.detach()
+            if regions:
+                return self.skb(x)
+            return self.skb.features(x), None
 
     def loss(self, output: Any, target: Tensor) -> Tensor:
         """The extra loss term: ``λ_spg·L_spg + λ1·L_content + λ2·L_color + λ_feat·L_feat``.

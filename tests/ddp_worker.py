@@ -26,12 +26,14 @@ def run(order: str, rank: int, skb: torch.nn.Module) -> dict:
     keys = list(model.state_dict())
     if order == "ddp-then-wrap":
         ddp = DDP(model)
-        skt = wrap(ddp, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank)  # plugins start apart: DDP must sync them
+        skt = wrap(ddp, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1)  # plugins start apart: DDP must sync them
     else:
-        skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank)
+        skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1)
         ddp = DDP(model)
     init = {k: v.clone() for k, v in skt.state_dict().items() if isinstance(v, torch.Tensor)}
-    skt_ddp = DDP(skt)  # find_unused_parameters stays False: every trainable plugin parameter gets a gradient
+    # find_unused_parameters stays False: every trainable plugin parameter gets a gradient, also in step 0, where
+    # distill_start=1 skips SKAM (its parameters get a zero) and the output-level terms
+    skt_ddp = DDP(skt)
     opt = torch.optim.Adam([*ddp.parameters(), *skt_ddp.parameters()], 1e-3)
     g = torch.Generator().manual_seed(100 + rank)
     losses = []
