@@ -1,17 +1,32 @@
-"""Training-step time of ORM + semkt over the ORM alone, measured side by side in one run.
+"""Training-step time and peak memory of ORM + semkt over the ORM alone, and what each part of semkt adds.
 
-The ORM is the example AHDR (``examples/ahdr/model.py``) at a small width; the SKB is the offline stand-in if it is
-shipped, else a random YOLOv8n-seg of the same cost. Steps alternate between the two set-ups so that load on the
-machine hits both alike; the script prints the median step times and their ratio.
+The ORM is the example AHDR (``examples/ahdr/model.py``); the SKB is the offline stand-in if it is shipped, else a
+random YOLOv8n-seg of the same cost; ``perceptual="skb"`` (VGG19 cannot be downloaded offline) and every
+distillation term active from the first step (``distill_start=0``: the steady state of the second half of a
+``semkt verdict`` run; before the distillation starts a step costs less, see docs/training.md).
 
-    python benchmarks/bench_step.py                      # 128x128, batch 2, nFeat 16
-    python benchmarks/bench_step.py --size 256 --feat 64 # upstream AHDR width
+Parts are measured as a ladder, each rung its own model copy and plugin, all trained side by side: the ORM alone;
++ the teacher (SPGRM without priors, L_spg only); + the SKB's priors; + L_content; + L_color; + SKAM (= semkt as
+configured). A part's share is what its rung adds over the rung below, over what the whole of semkt adds. Steps
+alternate between the rungs so that load on the machine hits all alike; medians are printed.
+
+Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
+ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
+reports the peak above what it held before the first step.
+
+    python benchmarks/bench_step.py                                   # the README's two set-ups
+    python benchmarks/bench_step.py --setup 16:128:2 --config '{"teacher_stride": 2}'
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import statistics
+import os
+import subprocess
+import sys
+import threading
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -23,6 +38,17 @@ from semkt_plugin import wrap
 from semkt_plugin.skb import STANDIN, load_skb
 
 ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = {"perceptual": "skb", "distill_start": 0, "distill_warmup": 0}
+OFF = {"use_priors": False, "use_content": False, "use_color": False, "use_skam": False}
+LADDER = {  # rung: Config changes on top of OFFLINE and --config; None is the ORM alone
+    "ORM": None,
+    "+ teacher": OFF,
+    "+ SKB priors": {**OFF, "use_priors": True},
+    "+ L_content": {**OFF, "use_priors": True, "use_content": True},
+    "+ L_color": {**OFF, "use_priors": True, "use_content": True, "use_color": True},
+    "+ SKAM": {},
+}
+SETUPS = ("16:128:2", "64:128:4")  # nFeat:size:batch, the issue's two set-ups
 
 
 def load_ahdr(feat: int) -> torch.nn.Module:
@@ -34,50 +60,143 @@ def load_ahdr(feat: int) -> torch.nn.Module:
 
 def step(model, opt, frames, gt, skt=None, dtype: torch.dtype | None = None) -> float:
     """Seconds of one training step; ``skt`` adds semkt's term, ``dtype`` runs the forward under autocast."""
+    if gt.is_cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+    with torch.autocast(gt.device.type, dtype=dtype, enabled=dtype is not None):
         out = model(*frames)
         loss = F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    if gt.is_cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def build(rung: str, feat: int, skb, config: dict, device: torch.device):
+    """A fresh AHDR (same init for every rung), its plugin for ``rung`` (``None`` for the ORM) and an optimiser."""
+    torch.manual_seed(0)
+    model = load_ahdr(feat).to(device)
+    changes = LADDER[rung]
+    skt = None if changes is None else wrap(model, "ahdr", skb=skb, **{**OFFLINE, **config, **changes})
+    params = [*model.parameters(), *(skt.parameters() if skt is not None else [])]
+    return model, skt, torch.optim.Adam(params, 1e-4)
+
+
+def data(batch: int, size: int, device: torch.device):
+    g = torch.Generator().manual_seed(0)
+    frames = [torch.rand(batch, 6, size, size, generator=g).to(device) for _ in range(3)]
+    return frames, torch.rand(batch, 3, size, size, generator=g).to(device)
+
+
+def the_skb(device: torch.device):
+    return (load_skb("standin") if STANDIN.is_file() else load_skb(None, arch="yolov8n-seg.yaml")).to(device)
+
+
+class PeakRSS:
+    """Peak resident memory above the entry's, sampled every millisecond by a thread (torch releases the GIL)."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, self._rss())
+
+    @property
+    def mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def cpu_peak(rung: str, feat: int, size: int, batch: int, config: dict, steps: int = 3) -> float:
+    """MB of resident memory one rung's training steps need above what was held before them (fresh process)."""
+    out = subprocess.run([sys.executable, __file__, "--child", rung, "--setup", f"{feat}:{size}:{batch}",
+                          "--config", json.dumps(config), "--steps", str(steps)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def child(rung: str, feat: int, size: int, batch: int, config: dict, steps: int) -> None:
+    device = torch.device("cpu")
+    skb = the_skb(device)
+    model, skt, opt = build(rung, feat, skb, config, device)
+    frames, gt = data(batch, size, device)
+    with PeakRSS() as peak:  # from the first step: the allocator keeps what a step freed, so later steps add little
+        for _ in range(steps):
+            step(model, opt, frames, gt, skt)
+    print(peak.mb)
+
+
+def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device: torch.device, skb) -> None:
+    frames, gt = data(batch, size, device)
+    rungs = {rung: build(rung, feat, skb, config, device) for rung in LADDER}
+    times: dict[str, list[float]] = {rung: [] for rung in rungs}
+    peaks: dict[str, float] = {}
+    for i in range(steps + 1):
+        for rung, (model, skt, opt) in rungs.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                held = torch.cuda.memory_allocated()
+            t = step(model, opt, frames, gt, skt)
+            if device.type == "cuda":
+                peaks[rung] = max(peaks.get(rung, 0.0), (torch.cuda.max_memory_allocated() - held) / 2**20)
+            if i:  # the first step warms up allocators and thread pools
+                times[rung].append(t)
+    if device.type != "cuda":
+        peaks = {rung: cpu_peak(rung, feat, size, batch, config) for rung in ("ORM", "+ SKAM")}
+    med = {rung: statistics.median(v) for rung, v in times.items()}
+    orm, full = med["ORM"], med["+ SKAM"]
+    added = full - orm
+    n_orm = sum(p.numel() for p in rungs["ORM"][0].parameters())
+    n_plugin = sum(p.numel() for p in rungs["+ SKAM"][1].parameters())
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\nAHDR nFeat={feat} ({n_orm / 1e6:.2f} M params), batch {batch}, {size}x{size}, {where}, "
+          f"median of {steps} steps; plugin trains {n_plugin / 1e6:.2f} M params"
+          + (f"; config {json.dumps(config)}" if config else ""))
+    print(f"  {'rung':<14} {'step':>9} {'adds':>9} {'share of added':>15}")
+    below = None
+    for rung, t in med.items():
+        adds = "" if below is None else f"{(t - below) * 1000:7.0f} ms"
+        share = "" if below is None else f"{(t - below) / added * 100:13.0f} %"
+        print(f"  {rung:<14} {t * 1000:6.0f} ms {adds:>9} {share:>15}")
+        below = t
+    print(f"  step ratio (ORM + semkt) / ORM: {full / orm:.2f}x")
+    print(f"  peak memory of a step: ORM {peaks['ORM']:.0f} MB, ORM + semkt {peaks['+ SKAM']:.0f} MB "
+          f"({peaks['+ SKAM'] / max(peaks['ORM'], 1):.2f}x); inference cost added: 0 (unwrap() leaves the ORM alone)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--feat", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--perceptual", default="skb", choices=["skb", "none"])
+    parser.add_argument("--setup", action="append", help="nFeat:size:batch (repeatable; default: both of "
+                        f"{', '.join(SETUPS)})")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--config", default="{}", help="semkt Config changes as JSON, for every rung")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--child", choices=list(LADDER), help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    torch.manual_seed(0)
-    frames = [torch.rand(args.batch, 6, args.size, args.size) for _ in range(3)]
-    gt = torch.rand(args.batch, 3, args.size, args.size)
-    skb = load_skb("standin") if STANDIN.is_file() else load_skb(None, arch="yolov8n-seg.yaml")
-    plain, boosted = load_ahdr(args.feat), load_ahdr(args.feat)
-    skt = wrap(boosted, "ahdr", skb=skb, perceptual=args.perceptual)
-    opt_plain = torch.optim.Adam(plain.parameters(), 1e-4)
-    opt_boosted = torch.optim.Adam([*boosted.parameters(), *skt.parameters()], 1e-4)
-    times = {"orm": [], "orm+semkt": []}
-    for i in range(args.steps + 1):
-        t_plain = step(plain, opt_plain, frames, gt)
-        t_boosted = step(boosted, opt_boosted, frames, gt, skt)
-        if i:  # the first step warms up allocators and thread pools
-            times["orm"].append(t_plain)
-            times["orm+semkt"].append(t_boosted)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    n_orm = sum(p.numel() for p in plain.parameters())
-    n_plugin = sum(p.numel() for p in skt.parameters())
-    print(f"training step, AHDR nFeat={args.feat} ({n_orm / 1e6:.2f} M params), batch {args.batch}, "
-          f"{args.size}x{args.size}, {torch.get_num_threads()} threads, median of {args.steps}")
-    print(f"  ORM alone      {med['orm'] * 1000:8.0f} ms")
-    print(f"  ORM + semkt    {med['orm+semkt'] * 1000:8.0f} ms   (plugin trains {n_plugin / 1e6:.2f} M params, "
-          f"SKB {sum(p.numel() for p in skb.parameters()) / 1e6:.2f} M frozen)")
-    print(f"  ratio (ORM + semkt) / ORM: {med['orm+semkt'] / med['orm']:.2f}x; inference cost added: 0 "
-          "(unwrap() leaves the ORM alone)")
+    config = json.loads(args.config)
+    setups = [tuple(int(v) for v in s.split(":")) for s in (args.setup or SETUPS)]
+    if args.child:
+        child(args.child, *setups[0], config, args.steps)
+        return
+    device = torch.device(args.device)
+    skb = the_skb(device)
+    for feat, size, batch in setups:
+        run_setup(feat, size, batch, args.steps, config, device, skb)
 
 
 if __name__ == "__main__":
