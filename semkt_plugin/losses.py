@@ -16,20 +16,39 @@ ORM output about ten times that of the ORM's own μ-law L1 (measured on the exam
 averaged, it is a few per cent of it. Then channels are averaged, eq. 10 averages the regions that are not empty
 (mask mass below ``min_mass`` pixels is empty), and the batch is averaged.
 
-Memory. The kernel values are ``B·C·P·bins`` numbers (16 × 3 × 256² × 256 floats = 3.2 GB), so they are made
-``chunk`` pixels at a time under activation checkpointing: the forward keeps only the per-chunk histograms and
-the backward recomputes one chunk at a time. No Python loop runs over images, regions or channels. The sigmoid
-window is a difference of soft steps at consecutive bin edges, so a soft CDF at the ``bins + 1`` edges is
-accumulated and differenced once: one subtraction and one sigmoid per pixel, channel and edge.
+Cost. The dense kernel is ``bins`` numbers per pixel, channel and region (16 × 3 × 256² × 256 × 32 of them for
+a batch of 16 with 32 regions); the loss needs far fewer. A value's window is below 1e-9 beyond ``half`` bins
+of its own (15 for the default slope and bins: the sigmoid's tail falls as ``exp(−slope·distance)``, the
+Gaussian's as ``exp(−(distance/bandwidth)²)``), and within that band what it adds to each bin is a smooth
+function of where it lies inside its own bin, the same for every bin (edges are evenly spaced). That function is
+fitted once, in float64, by Chebyshev series of at most 10 terms, to within 1e-9 (a sharp kernel has each bin cut
+into a few equal parts, each with its own series). So every nonzero region-map value adds itself times 10
+polynomial values of its pixel to a table indexed by (region, channel, bin, part), and one small matrix product
+with the coefficients turns that table into each bin's band, which overlap into the histogram: a few dozen flops
+and a 10-number scatter per region–pixel pair and channel, where the dense kernel costs 256 sigmoids per pixel and
+channel and a region × bins product. The backward is written by hand (a ``torch.autograd.Function``): the
+gradient's band around each bin, times the derivative of the series, gives the series of ``∂L/∂x`` per table
+cell, which is summed at each value. Nothing of the size of the pixels times the bins is made, nothing is
+recomputed under checkpointing, and the student and the teacher (without gradient) go through one pass.
+
+What it assumes. (1) Region maps are sparse: time grows with their nonzero values, so hard partitions and SKB
+masks (zero outside their box) cost about one pass over the pixels, while dense soft maps cost one pass per map
+(still exact; ``chunk`` bounds the memory either way). (2) 1e-9 is well below what float32 resolves in a bin, so
+the left-out tails and the series' error do not show: in float32 the loss and its gradient agree with a float64
+evaluation of the dense kernel to about 1e-6 (``tests/test_histogram.py``). Positions within a bin are float32
+too, which bounds how sharp a kernel can be: one that would need bins cut finer than ``2^24`` parts in all is
+refused.
 """
 from __future__ import annotations
 
-from typing import Callable, Literal
+import functools
+import math
+from typing import Callable, Iterator, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 Kernel = Literal["sigmoid", "gaussian"]
 
@@ -64,6 +83,224 @@ def kernel_weights(x: Tensor, centers: Tensor, kernel: Kernel = "sigmoid", slope
     raise ValueError(f"unknown histogram kernel {kernel!r}; use 'sigmoid' or 'gaussian'")
 
 
+_TOL = 1e-9  # kernel values left out, and the error of their polynomials: far below float32's resolution
+_MAX_TERMS = 10  # beyond this, cut bins into more pieces rather than add terms
+
+
+class _Plan(NamedTuple):
+    """A histogram kernel as a short Chebyshev series in where a value lies inside its bin.
+
+    A value ``x`` in bin ``b``, at ``φ = x·bins − b ∈ [0, 1]``, adds ``K_j(φ)`` to bin ``b + j − half``
+    (``j < band = 2·half + 1``) and less than ``_TOL`` to any other bin (edges and centres are evenly spaced, so
+    ``K_j`` does not depend on ``b``). Each bin is cut into ``pieces`` equal parts; on part ``q``,
+    ``K_j = Σ_d coeffs[q, j, d]·T_d(ψ)`` to within ``_TOL``, with ``ψ ∈ [−1, 1]`` the position inside the part
+    and ``T_d`` the Chebyshev polynomials.
+    """
+
+    bins: int
+    half: int
+    pieces: int
+    coeffs: Tensor  # (pieces, band, terms) float64
+    slopes: Tensor  # (pieces, band, terms − 1) float64: ∂K_j/∂x = Σ_k slopes[q, j, k]·U_k(ψ), U: second kind
+
+    @property
+    def band(self) -> int:
+        return 2 * self.half + 1
+
+    @property
+    def terms(self) -> int:
+        return self.coeffs.shape[-1]
+
+    def cells(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(*)`` values in ``[0, 1]`` → ``(*)`` long part ``b·pieces + q`` and ``(*)`` position ``ψ`` in it."""
+        pos = x * (self.bins * self.pieces)
+        # truncation is floor for x ≥ 0; the clamp also keeps a NaN's cell in range (its histogram turns NaN)
+        cell = pos.long().clamp_(0, self.bins * self.pieces - 1)
+        return cell, (pos - cell).mul_(2).sub_(1)
+
+    def basis(self, psi: Tensor, weight: Tensor, out: Tensor) -> Tensor:
+        """``weight·T_d(ψ)`` for every term ``d``, written to ``out``: ``(terms, *)`` for ``(*)`` positions and
+        weights."""
+        out[0] = weight
+        torch.mul(psi, weight, out=out[1])
+        twice = psi * 2
+        for d in range(2, self.terms):
+            torch.mul(twice, out[d - 1], out=out[d]).sub_(out[d - 2])
+        return out
+
+    def derivative(self, psi: Tensor, coeff: Tensor) -> Tensor:
+        """``Σ_k coeff[k]·U_k(ψ)`` by Clenshaw's recurrence: ``(*)`` for ``(*)`` positions and
+        ``(terms − 1, *)`` coefficients."""
+        twice = psi * 2
+        after, out = torch.zeros_like(psi), coeff[-1].clone()
+        for k in range(coeff.shape[0] - 2, -1, -1):
+            after, out = out, torch.addcmul(coeff[k], twice, out).sub_(after)
+        return out
+
+
+def _chebyshev(f: Callable[[Tensor], Tensor], pieces: int, terms: int) -> tuple[Tensor, float]:
+    """Chebyshev interpolants of ``f`` on ``pieces`` equal parts of ``[0, 1]`` and their largest error.
+
+    Args:
+        f: ``(*)`` float64 points of ``[0, 1]`` → ``(*, J)`` values.
+    Returns:
+        ``(pieces, J, terms)`` coefficients, and the largest error over a fine grid of every part.
+    """
+    degree = torch.arange(terms, dtype=torch.float64)
+    nodes = torch.cos(math.pi * (degree + 0.5) / terms)
+    check = torch.linspace(-1, 1, 257, dtype=torch.float64)
+    start = torch.arange(pieces, dtype=torch.float64)[:, None]
+    on = lambda psi: (start + (psi + 1) / 2) / pieces  # noqa: E731  (pieces, len(psi)) points of [0, 1]
+    coeffs = torch.einsum("dn,qnj->qjd", torch.cos(degree[:, None] * nodes.acos()), f(on(nodes))) * (2 / terms)
+    coeffs[..., 0] /= 2
+    fitted = torch.einsum("qjd,dn->qnj", coeffs, torch.cos(degree[:, None] * check.acos()))
+    return coeffs, float((fitted - f(on(check))).abs().max())
+
+
+@functools.lru_cache(maxsize=8)
+def _plan(bins: int, kernel: str, slope: float, bandwidth: float | None) -> _Plan:
+    """Fit :class:`_Plan` to :func:`kernel_weights`, in float64: the fewest pieces (a power of 2) whose series
+    need at most ``_MAX_TERMS`` terms."""
+    width = 1.0 / bins
+    bw = width if bandwidth is None else bandwidth
+    if slope <= 0 or bw <= 0:
+        raise ValueError(f"the histogram kernel needs a positive slope and bandwidth, got {slope} and {bandwidth}")
+    if kernel == "sigmoid":
+        # k bins past a value's own bin the window is below exp(−slope·width·(k − 1))
+        reach = math.log(1 / _TOL) / (slope * width)
+    elif kernel == "gaussian":
+        # k bins past it the distance to the centre is at least (k − 1/2)·width
+        reach = math.sqrt(math.log(1 / _TOL)) * bw / width
+    else:
+        raise ValueError(f"unknown histogram kernel {kernel!r}; use 'sigmoid' or 'gaussian'")
+    half = min(math.ceil(reach) + 1, bins - 1)  # one bin more for the rounding of floor(x·bins); at most all bins
+    centers = (torch.arange(2 * half + 1, dtype=torch.float64) + 0.5) * width  # bins b − half … b + half, b = half
+
+    def f(phi: Tensor) -> Tensor:
+        return kernel_weights((phi + half) * width, centers, kernel, slope, bw)
+
+    pieces = 1
+    while bins * pieces <= 2 ** 24:  # finer parts than float32 resolves on [0, 1] would be no help
+        for terms in range(2, _MAX_TERMS + 1):
+            coeffs, error = _chebyshev(f, pieces, terms)
+            if error <= _TOL:
+                # d/dψ T_d = d·U_{d−1}, and dψ/dx = 2·bins·pieces
+                slopes = coeffs[..., 1:] * torch.arange(1, terms) * (2 * bins * pieces)
+                return _Plan(bins, half, pieces, coeffs, slopes)
+        pieces *= 2
+    raise ValueError(f"a {kernel} kernel this sharp (slope {slope}, bandwidth {bandwidth}, {bins} bins) is finer "
+                     "than float32 resolves")
+
+
+def _entries(m: Tensor, rows: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """The nonzero entries of region maps ``m`` ``(B, N, P)``, ``rows`` to ``2·rows`` at a time (fewer at the
+    end): ``(E,)`` flat pixel ``b·P + p``, ``(E,)`` flat region ``b·N + n`` and ``(E,)`` weight ``m[b, n, p]``.
+
+    The maps are scanned in memory order (region by region, or pixel by pixel when stored channels-last, as a
+    permuted one-hot is: no copy either way), ``rows·N`` values at a time: about ``rows`` entries when each pixel
+    lies in one region, at most ``rows·N``, so the index never grows with the image or the batch.
+    """
+    B, N, P = m.shape
+    pixel_major = not m.is_contiguous() and m.transpose(1, 2).is_contiguous()
+    flat = (m.transpose(1, 2) if pixel_major else m).reshape(-1)
+    span = rows * N
+    for lo in range(0, flat.numel(), span):
+        idx = flat[lo:lo + span].nonzero().squeeze(1).add_(lo)
+        if not idx.numel():
+            continue
+        for part in idx.tensor_split(max(1, idx.numel() // rows)):
+            image, rest = part // (N * P), part % (N * P)
+            region, pixel = (rest % N, rest // N) if pixel_major else (rest // P, rest % P)
+            yield image * P + pixel, image * N + region, flat[part]
+
+
+class _RegionSums(torch.autograd.Function):
+    """``Σ_p m[b, n, p]·K(x[b, c, p], k)`` for every region, channel and bin, of an image (differentiable) and a
+    target (not) in one pass.
+
+    Forward: every nonzero ``m[b, n, p]`` adds ``m·T_d(ψ)`` of each channel's value to a moment table indexed by
+    term, (region, channel) and part of a bin; the coefficients turn the table into each bin's band of
+    ``2·half + 1`` bins, which overlap into the histogram. Backward: the gradient's band around each bin times the
+    slopes gives, per table cell, the series of ``∂L/∂x``, which Clenshaw's recurrence sums at each value. Both
+    walk the entries alike; nothing of the size of the entries is kept between them.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, target: Tensor | None, m: Tensor, plan: _Plan, rows: int) -> Tensor:
+        """``x``: ``(B, C, P)`` in ``[0, 1]``; ``target``: ``(B, C', P)`` or ``None``; ``m``: ``(B, N, P)``.
+        Returns ``(B, N, C + C', bins)``, the target's channels last."""
+        both = x if target is None else torch.cat([x, target], 1)
+        B, C, P = both.shape
+        R = B * m.shape[1] * C  # (region, channel) pairs
+        values = both.transpose(1, 2).reshape(B * P, C)  # a pixel's channels side by side: one gather
+        channel = torch.arange(C, device=x.device)
+        cells = plan.bins * plan.pieces
+        moments = x.new_zeros(plan.terms, R * cells)  # [d, (r·bins + b)·pieces + q]
+        buffer = x.new_empty(plan.terms, 2 * rows * C)  # one for all chunks: fresh memory is slow to first touch
+        for pix, region, weight in _entries(m, rows):
+            cell, psi = plan.cells(values[pix])
+            basis = plan.basis(psi, weight[:, None], buffer[:, :psi.numel()].view(-1, *psi.shape))
+            # index_add_ along dim 1 runs one tight loop per term; along dim 0 it would pay a call per entry
+            key = (region[:, None] * C + channel) * cells + cell
+            moments.index_add_(1, key.view(-1), basis.view(plan.terms, -1))
+        ctx.save_for_backward(x, m)
+        ctx.plan, ctx.rows = plan, rows
+        # what the values of bin b add to bin b + j − half, then the overlapping bands added up
+        moments = moments.view(plan.terms, -1, plan.pieces).transpose(1, 2).reshape(-1, R * plan.bins)
+        bands = (plan.coeffs.to(x).permute(1, 2, 0).reshape(plan.band, -1) @ moments).view(plan.band, R, -1)
+        hist = x.new_zeros(R, plan.bins + 2 * plan.half)
+        for j in range(plan.band):
+            hist[:, j:j + plan.bins] += bands[j]
+        return hist[:, plan.half:plan.half + plan.bins].reshape(B, -1, C, plan.bins)  # bins past the ends are not
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, m = ctx.saved_tensors
+        plan, rows = ctx.plan, ctx.rows
+        B, C, P = x.shape
+        R, cells = B * m.shape[1] * C, plan.bins * plan.pieces
+        # the engine may run this under the caller's autocast; the forward ran in float32
+        with torch.autocast(x.device.type, enabled=False):
+            # ∂L/∂x = Σ_j grad[bin b + j − half]·∂K_j/∂x: the gradient's band around bin b, times the slopes,
+            # is the series of ∂L/∂x for values in b, per part: [(r·bins + b)·pieces + q, k]
+            bands = F.pad(grad[:, :, :C].reshape(R, plan.bins), (plan.half, plan.half)).unfold(-1, plan.band, 1)
+            slopes = plan.slopes.to(x).permute(1, 0, 2).reshape(plan.band, -1)
+            series = (bands.reshape(-1, plan.band) @ slopes).view(-1, plan.terms - 1)
+            values = x.transpose(1, 2).reshape(B * P, C)
+            channel = torch.arange(C, device=x.device)
+            gx = x.new_zeros(B * P * C)
+            for pix, region, weight in _entries(m, rows):
+                cell, psi = plan.cells(values[pix])
+                key = (region[:, None] * C + channel) * cells + cell
+                coeff = series.index_select(0, key.view(-1)).view(*psi.shape, plan.terms - 1)
+                g = plan.derivative(psi, coeff.movedim(-1, 0)).mul_(weight[:, None])
+                gx.index_add_(0, (pix[:, None] * C + channel).view(-1), g.view(-1))
+        return gx.view(B, P, C).transpose(1, 2), None, None, None, None
+
+
+def _histograms(image: Tensor, target: Tensor | None, regions: Tensor, bins: int, kernel: Kernel, slope: float,
+                bandwidth: float | None, chunk: int, min_mass: float) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Normalised histograms of ``image`` and (without gradient) ``target``, and which regions are non-empty."""
+    if image.shape[0] != regions.shape[0] or image.shape[-2:] != regions.shape[-2:]:
+        raise ValueError(
+            f"image {tuple(image.shape)} and regions {tuple(regions.shape)} must share batch and spatial size; "
+            "resize the region maps to the image first"
+        )
+    plan = _plan(bins, kernel, float(slope), bandwidth)
+    with torch.autocast(image.device.type, enabled=False):
+        # values past the bins count in the end bins, and get no gradient there
+        x = image.float().clamp(0, 1).flatten(2)
+        t = None if target is None else target.detach().float().clamp(0, 1).flatten(2)
+        m = regions.detach().float().flatten(2)  # (B, N, P)
+        sums = _RegionSums.apply(x, t, m, plan, max(1, chunk * x.shape[0]))
+        mass = m.sum(-1)  # (B, N)
+        valid = mass >= min_mass
+        hist = sums / mass.clamp_min(min_mass)[..., None, None] * valid[..., None, None]
+    channels = x.shape[1]
+    return hist[:, :, :channels], None if t is None else hist[:, :, channels:], valid
+
+
 def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: Kernel = "sigmoid",
                       slope: float = 400.0, bandwidth: float | None = None, chunk: int = 4096,
                       min_mass: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -73,46 +310,16 @@ def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: K
         image: ``(B, C, H, W)`` values, clamped to ``[0, 1]`` (differentiable inside it).
         regions: ``(B, N, H, W)`` region maps in ``[0, 1]`` (not differentiated).
         bins, kernel, slope, bandwidth: see :func:`kernel_weights`.
-        chunk: pixels per checkpointed chunk; memory is about ``4·B·C·chunk·bins`` bytes, times 3 in backward.
+        chunk: ``B·chunk`` to ``2·B·chunk`` region–pixel pairs (nonzero map values) are handled at a time
+            (``chunk`` pixels of each image when the regions partition it), each taking about ``150·C`` bytes.
         min_mass: regions whose mask sums to less than this many pixels are empty.
 
     Returns:
         ``(B, N, C, bins)`` histograms summing to 1 over bins (0 for empty regions), and ``(B, N)`` bool: which
         regions are non-empty.
     """
-    if image.shape[0] != regions.shape[0] or image.shape[-2:] != regions.shape[-2:]:
-        raise ValueError(
-            f"image {tuple(image.shape)} and regions {tuple(regions.shape)} must share batch and spatial size; "
-            "resize the region maps to the image first"
-        )
-    with torch.autocast(image.device.type, enabled=False):
-        # (B, P, C): kernel values come out (B, P, C, K), ready for bmm; values past the bins count in the end bins
-        x = image.float().clamp(0, 1).flatten(2).transpose(1, 2)
-        m = regions.detach().float().flatten(2)  # (B, N, P)
-        centers = bin_centers(bins, device=x.device)
-        if kernel == "sigmoid":
-            # sigmoid(s(x − c + δ/2)) − sigmoid(s(x − c − δ/2)) is a difference of one soft step at consecutive bin
-            # edges, so accumulate the soft CDF at the bins + 1 edges and difference once: a quarter of the work
-            half = (centers[1] - centers[0]) / 2 if bins > 1 else torch.tensor(0.5)
-            edges = slope * torch.cat([centers - half, centers[-1:] + half])
-
-            def part(xc: Tensor, mc: Tensor) -> Tensor:
-                return torch.einsum("bnp,bpce->bnce", mc, torch.sigmoid(slope * xc.unsqueeze(-1) - edges))
-        else:
-            def part(xc: Tensor, mc: Tensor) -> Tensor:
-                return torch.einsum("bnp,bpck->bnck", mc, kernel_weights(xc, centers, kernel, slope, bandwidth))
-
-        acc = x.new_zeros(x.shape[0], m.shape[1], x.shape[2], bins + (kernel == "sigmoid"))
-        for start in range(0, x.shape[1], chunk):
-            xc, mc = x[:, start:start + chunk], m[..., start:start + chunk]
-            if torch.is_grad_enabled() and xc.requires_grad:
-                acc = acc + checkpoint(part, xc, mc, use_reentrant=False)
-            else:
-                acc = acc + part(xc, mc)
-        hist = acc[..., :-1] - acc[..., 1:] if kernel == "sigmoid" else acc
-        mass = m.sum(-1)  # (B, N)
-        valid = mass >= min_mass
-        return hist / mass.clamp_min(min_mass)[..., None, None] * valid[..., None, None], valid
+    hist, _, valid = _histograms(image, None, regions, bins, kernel, slope, bandwidth, chunk, min_mass)
+    return hist, valid
 
 
 def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int = 256,
@@ -132,10 +339,7 @@ def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int 
     """
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in shape")
-    opts = dict(bins=bins, kernel=kernel, slope=slope, bandwidth=bandwidth, chunk=chunk, min_mass=min_mass)
-    hs, valid = region_histograms(student, regions, **opts)
-    with torch.no_grad():
-        ht, _ = region_histograms(teacher.detach(), regions, **opts)
+    hs, ht, valid = _histograms(student, teacher, regions, bins, kernel, slope, bandwidth, chunk, min_mass)
     per_region = (hs - ht).pow(2).mean(-1).mean(-1)  # (B, N): mean over bins, then channels
     per_image = (per_region * valid).sum(-1) / valid.sum(-1).clamp_min(1)
     return per_image.mean()
