@@ -193,8 +193,8 @@ def _plan(bins: int, kernel: str, slope: float, bandwidth: float | None) -> _Pla
 
 
 def _entries(m: Tensor, rows: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-    """The nonzero entries of region maps ``m`` ``(B, N, P)``, ``rows`` to ``2·rows`` at a time (fewer at the
-    end): ``(E,)`` flat pixel ``b·P + p``, ``(E,)`` flat region ``b·N + n`` and ``(E,)`` weight ``m[b, n, p]``.
+    """The nonzero entries of region maps ``m`` ``(B, N, P)``, fewer than ``2·rows`` at a time: ``(E,)`` flat
+    pixel ``b·P + p``, ``(E,)`` flat region ``b·N + n`` and ``(E,)`` weight ``m[b, n, p]``.
 
     The maps are scanned in memory order (region by region, or pixel by pixel when stored channels-last, as a
     permuted one-hot is: no copy either way), ``rows·N`` values at a time: about ``rows`` entries when each pixel
@@ -203,7 +203,7 @@ def _entries(m: Tensor, rows: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     B, N, P = m.shape
     pixel_major = not m.is_contiguous() and m.transpose(1, 2).is_contiguous()
     flat = (m.transpose(1, 2) if pixel_major else m).reshape(-1)
-    span = rows * N
+    span = rows * max(N, 1)
     for lo in range(0, flat.numel(), span):
         idx = flat[lo:lo + span].nonzero().squeeze(1).add_(lo)
         if not idx.numel():
@@ -239,19 +239,20 @@ class _RegionSums(torch.autograd.Function):
         buffer = x.new_empty(plan.terms, 2 * rows * C)  # one for all chunks: fresh memory is slow to first touch
         for pix, region, weight in _entries(m, rows):
             cell, psi = plan.cells(values[pix])
-            basis = plan.basis(psi, weight[:, None], buffer[:, :psi.numel()].view(-1, *psi.shape))
+            basis = plan.basis(psi, weight[:, None], buffer[:, :psi.numel()].view(plan.terms, *psi.shape))
             # index_add_ along dim 1 runs one tight loop per term; along dim 0 it would pay a call per entry
             key = (region[:, None] * C + channel) * cells + cell
             moments.index_add_(1, key.view(-1), basis.view(plan.terms, -1))
         ctx.save_for_backward(x, m)
         ctx.plan, ctx.rows = plan, rows
         # what the values of bin b add to bin b + j − half, then the overlapping bands added up
-        moments = moments.view(plan.terms, -1, plan.pieces).transpose(1, 2).reshape(-1, R * plan.bins)
-        bands = (plan.coeffs.to(x).permute(1, 2, 0).reshape(plan.band, -1) @ moments).view(plan.band, R, -1)
+        moments = moments.view(plan.terms, R * plan.bins, plan.pieces).transpose(1, 2)
+        moments = moments.reshape(plan.terms * plan.pieces, R * plan.bins)
+        bands = (plan.coeffs.to(x).permute(1, 2, 0).reshape(plan.band, -1) @ moments).view(plan.band, R, plan.bins)
         hist = x.new_zeros(R, plan.bins + 2 * plan.half)
         for j in range(plan.band):
             hist[:, j:j + plan.bins] += bands[j]
-        return hist[:, plan.half:plan.half + plan.bins].reshape(B, -1, C, plan.bins)  # bins past the ends are not
+        return hist[:, plan.half:plan.half + plan.bins].reshape(B, m.shape[1], C, plan.bins)  # none past the ends
 
     @staticmethod
     @once_differentiable
@@ -266,7 +267,7 @@ class _RegionSums(torch.autograd.Function):
             # is the series of ∂L/∂x for values in b, per part: [(r·bins + b)·pieces + q, k]
             bands = F.pad(grad[:, :, :C].reshape(R, plan.bins), (plan.half, plan.half)).unfold(-1, plan.band, 1)
             slopes = plan.slopes.to(x).permute(1, 0, 2).reshape(plan.band, -1)
-            series = (bands.reshape(-1, plan.band) @ slopes).view(-1, plan.terms - 1)
+            series = (bands.reshape(R * plan.bins, plan.band) @ slopes).view(R * cells, plan.terms - 1)
             values = x.transpose(1, 2).reshape(B * P, C)
             channel = torch.arange(C, device=x.device)
             gx = x.new_zeros(B * P * C)

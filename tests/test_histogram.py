@@ -186,3 +186,10 @@ def test_a_nan_value_gives_nan_not_an_index_error():
     image[0, 0, 1, 1] = float("nan")
     hist, _ = region_histograms(image, torch.ones(1, 1, 4, 4), bins=16)
     assert hist.isnan().any()
+
+
+def test_no_regions_at_all():
+    student = torch.rand(2, 3, 8, 8, requires_grad=True)
+    loss = histogram_loss(student, torch.rand(2, 3, 8, 8), torch.zeros(2, 0, 8, 8))
+    loss.backward()
+    assert loss.item() == 0.0 and not student.grad.any()
