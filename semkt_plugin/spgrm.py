@@ -6,6 +6,15 @@ modules 1–3: fine detail first, wider context deeper); a 3×3 tail predicts a 
 starts as the identity on T(H_in). The three module outputs are the teacher features F_T^k that SKAM aligns with.
 With ``use_priors=False`` the Prior Fusion Blocks are skipped: the paper's "w/o FastSAM" ablation, a plain
 second-stage enhancer of the same depth.
+
+``stride=s > 1`` is a slimmer teacher with other results: the head folds each ``s × s`` block into channels
+(pixel unshuffle), the fusion modules run at ``1/s`` resolution, so the teacher features are ``s`` times smaller,
+and the tail unfolds a residual back to full resolution (pixel shuffle).
+
+The trunk keeps the caller's memory layout. Inside the Prior Fusion Blocks the maps are channels-last where that
+saves copies: LayerNorm2d returns a channels-last view, so the projections after it run in that layout (oneDNN's
+depth-wise convolutions are about twice as fast in it on the CPU); the prior is made channels-last while it is
+small, so its upsampled map needs no copy for its LayerNorm; the attention reads q, k, v in place.
 """
 from __future__ import annotations
 
@@ -13,12 +22,15 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over channels at every pixel of a ``(B, C, H, W)`` map."""
+    """LayerNorm over channels at every pixel of a ``(B, C, H, W)`` map.
+
+    The result is a channels-last view of the normalised ``(B, H, W, C)`` map; on a channels-last input the
+    permute in is a view too, so nothing is copied.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -42,7 +54,8 @@ class PriorFusionBlock(nn.Module):
         heads: attention heads; ``dim`` must divide by it.
 
     Shapes:
-        feature ``(B, C, H, W)``, prior ``(B, C_p, h, w)`` (resized to ``H, W``) → ``(B, C, H, W)``.
+        feature ``(B, C, H, W)``, prior ``(B, C_p, h, w)`` (resized to ``H, W``) → ``(B, C, H, W)``, in the
+        feature's memory layout.
     """
 
     def __init__(self, dim: int, prior_dim: int, heads: int = 2) -> None:
@@ -57,17 +70,30 @@ class PriorFusionBlock(nn.Module):
         self.out = nn.Conv2d(dim, dim, 1)
 
     def forward(self, feature: Tensor, prior: Tensor) -> Tensor:
-        h, w = feature.shape[-2:]
-        prior = F.interpolate(prior, size=(h, w), mode="bilinear", align_corners=False)
-        q = self.q(self.norm_p(prior))
-        k, v = self.kv(self.norm_f(feature)).chunk(2, dim=1)
-        q, k, v = (rearrange(t, "b (n c) h w -> b n c (h w)", n=self.heads) for t in (q, k, v))
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)  # cosine similarity keeps the softmax scale sane
+        b, c, h, w = feature.shape
+        prior = F.interpolate(prior.contiguous(memory_format=torch.channels_last), size=(h, w), mode="bilinear",
+                              align_corners=False)
+        q = self.q(self.norm_p(prior)).flatten(2)  # (B, C, HW), a view in either memory layout
+        k, v = (t.flatten(2) for t in self.kv(self.norm_f(feature)).chunk(2, dim=1))
+        # cosine similarity keeps the softmax scale sane; dividing the (C × C) products by the norms gives what
+        # F.normalize on q and k would, without two more (C, HW) maps to write and differentiate
+        eps = 1e-12  # F.normalize's
+        norms = q.norm(dim=-1, keepdim=True).clamp_min(eps) * k.norm(dim=-1).clamp_min(eps).unsqueeze(1)
+        gamma = self.gamma.view(self.heads, 1).expand(self.heads, c // self.heads).reshape(c, 1)  # per row
+        logits = (q @ k.transpose(1, 2)) / norms * gamma  # (B, C_q, C_k)
+        # all heads share one product over the whole channel range, which needs no per-head copies of q, k, v;
+        # masking the pairs across heads leaves each head's own softmax, exactly, and zero weight elsewhere
+        if self.heads > 1:
+            head = torch.arange(c, device=feature.device) // (c // self.heads)
+            logits = logits.masked_fill(head[:, None] != head[None, :], float("-inf"))
         # eq. 4 is Restormer's V·softmax(K·Q/γ): row i holds query channel i's weights over the key channels j,
         # and those weights pick value channels j, which come from the same feature as the keys
-        attn = (q @ k.transpose(-2, -1) * self.gamma).softmax(dim=-1)  # (B, heads, c_q, c_k)
-        out = rearrange(attn @ v, "b n c (h w) -> b (n c) h w", h=h, w=w)
-        return feature + self.out(out)
+        attn = logits.softmax(dim=-1)
+        # the output projection W is 1×1, so it folds into those weights: W·(attn·V) = (W·attn)·V, a (C × C)
+        # product instead of a full-resolution convolution; computed transposed, the result is channels-last
+        mix = attn.transpose(1, 2) @ self.out.weight.flatten(1).t()  # (B, C_k, C_out)
+        out = torch.baddbmm(self.out.bias, v.transpose(1, 2), mix)  # (B, HW, C)
+        return feature + out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class PriorPyramid(nn.Module):
@@ -128,21 +154,30 @@ class SPGRM(nn.Module):
         dim: the teacher's width.
         heads: attention heads of the Prior Fusion Blocks.
         use_priors: ``False`` for the "w/o SKB priors" ablation.
+        stride: resolution factor ``s`` of the fusion modules. 1: they run at full resolution. ``s > 1``: the
+            head is a 3×3 convolution over the ``s × s``-unshuffled image (``3·s²`` channels), the tail a 3×3
+            convolution to ``3·s²`` channels shuffled back into a full-resolution residual. Keeps the parameter
+            names of ``stride=1`` (the head's and tail's shapes differ).
 
     Shapes:
         ``hs (B, 3, H, W)``, ``priors [4 × (B, C_i, H/s_i, W/s_i)]`` → Ĥ_s ``(B, 3, H, W)`` and
-        ``[3 × (B, dim, H, W)]`` teacher features.
+        ``[3 × (B, dim, ⌈H/s⌉, ⌈W/s⌉)]`` teacher features (an image that ``s`` does not divide is padded by
+        repeating its last row and column, the residual cropped back to ``H × W``).
     """
 
     num_features = 3
 
-    def __init__(self, prior_channels: Sequence[int], dim: int = 32, heads: int = 2, use_priors: bool = True) -> None:
+    def __init__(self, prior_channels: Sequence[int], dim: int = 32, heads: int = 2, use_priors: bool = True,
+                 stride: int = 1) -> None:
         super().__init__()
+        if stride < 1:
+            raise ValueError(f"teacher stride must be at least 1, got {stride}")
         self.use_priors = use_priors
+        self.stride = stride
         self.fpn = PriorPyramid(prior_channels, dim, self.num_features) if use_priors else None
-        self.head = nn.Conv2d(3, dim, 3, padding=1)
+        self.head = nn.Conv2d(3 * stride ** 2, dim, 3, padding=1)
         self.fusion = nn.ModuleList(FusionModule(dim, dim, heads, use_priors) for _ in range(self.num_features))
-        self.tail = nn.Conv2d(dim, 3, 3, padding=1)
+        self.tail = nn.Conv2d(dim, 3 * stride ** 2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
@@ -152,9 +187,17 @@ class SPGRM(nn.Module):
             if priors is None:
                 raise ValueError("SPGRM was built with use_priors=True but got no priors")
             levels = self.fpn(priors)
-        x = self.head(hs)
+        x = hs
+        h, w = hs.shape[-2:]
+        s = self.stride
+        if s > 1:
+            x = F.pixel_unshuffle(F.pad(x, (0, -w % s, 0, -h % s), mode="replicate"), s)
+        x = self.head(x)
         feats = []
         for module, prior in zip(self.fusion, levels):
             x = module(x, prior)
             feats.append(x)
-        return hs + self.tail(x), feats
+        residual = self.tail(x)
+        if s > 1:
+            residual = F.pixel_shuffle(residual, s)[..., :h, :w]
+        return hs + residual, feats
