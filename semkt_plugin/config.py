@@ -34,6 +34,9 @@ class Config:
         hist_chunk: pixels per checkpointed chunk (memory ≈ 12·B·C·chunk·bins bytes at peak).
         teacher_dim: width of the SPGRM.
         teacher_heads: attention heads in its Prior Fusion Blocks.
+        teacher_stride: resolution factor of the teacher's fusion modules: 1 (the paper's, full resolution) or
+            ``s > 1``: the slim teacher, which folds ``s × s`` blocks into channels and runs its fusion modules at
+            ``1/s`` resolution (``s²`` times fewer operations there; docs/training.md has its cost and effect).
         skam_latent: SKAM latent channels.
         skam_ratio: SKAM mask ratio: share of the teacher latent in the mix.
         skam_mask: ``"spatial"`` (whole ``skam_patch``² blocks, all latent channels at once) or ``"element"``
@@ -75,6 +78,7 @@ class Config:
     hist_chunk: int = 4096
     teacher_dim: int = 32
     teacher_heads: int = 2
+    teacher_stride: int = 1
     skam_latent: int = 32
     skam_ratio: float = 0.5
     skam_mask: Literal["spatial", "element"] = "spatial"
@@ -106,7 +110,7 @@ class Config:
         for name in ("distill_start", "distill_warmup"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("hist_bins", "hist_chunk", "teacher_dim", "skam_latent", "skam_patch", "num_regions"):
+        for name in ("hist_bins", "hist_chunk", "teacher_dim", "teacher_stride", "skam_latent", "skam_patch", "num_regions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if isinstance(self.skb_weights, Path):

@@ -101,7 +101,8 @@ class SemanticTransfer(nn.Module):
         # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
-        self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors)
+        self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors,
+                             config.teacher_stride)
         self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
                          config.seed, config.skam_mask, config.skam_patch, config.skam_norm,
                          config.skam_reduction) if config.use_skam else None

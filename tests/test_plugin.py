@@ -199,3 +199,16 @@ def test_background_region_covers_what_no_region_covers():
     regions[0, 1, 1, 1] = 0.25
     rest = with_background(regions)[0, -1]
     assert rest.tolist() == [[0.0, 1.0], [1.0, 0.75]]
+
+
+def test_slim_teacher_trains_through_wrap(skb, batch):
+    frames, gt = batch
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST, teacher_stride=2)
+    assert skt.teacher.stride == 2
+    skt.loss(model(*frames), gt).backward()  # SKAM resizes the half-resolution teacher features to the hooks'
+    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "total"}
+    assert all(p.grad is not None for p in skt.parameters())
+    skt.unwrap()
+    with pytest.raises(ValueError, match="teacher_stride"):
+        Config(teacher_stride=0)
