@@ -83,7 +83,8 @@ class AlignmentStage(nn.Module):
     """One SKAM stage: student/teacher encoders into ``latent`` channels, masked mix, decoder to the teacher.
 
     Shapes:
-        student ``(B, C_s, h, w)``, teacher ``(B, C_t, H', W')`` (resized to ``h, w``), mask ``(B, latent, h, w)``
+        student ``(B, C_s, h, w)``, teacher ``(B, C_t, H', W')``, mask ``(B, latent, h', w')``: both features are
+        brought to the mask's size (:func:`align_size`; the student by average pooling, the teacher bilinearly)
         → loss scalar.
     """
 
@@ -100,8 +101,11 @@ class AlignmentStage(nn.Module):
 
     def forward(self, student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
         teacher = teacher.detach()
-        if teacher.shape[-2:] != student.shape[-2:]:
-            teacher = F.interpolate(teacher, size=student.shape[-2:], mode="bilinear", align_corners=False)
+        size = mask.shape[-2:]
+        if student.shape[-2:] != size:
+            student = F.adaptive_avg_pool2d(student, size)
+        if teacher.shape[-2:] != size:
+            teacher = F.interpolate(teacher, size=size, mode="bilinear", align_corners=False)
         # the teacher's features grow as it trains; unnormalised, that growth, not the semantics, would set how
         # hard the ORM's features are pulled
         teacher = normalise_target(teacher, self.norm)
@@ -156,7 +160,7 @@ class SKAM(nn.Module):
                     f"SKAM stage expected {stage.student_channels} channels, the hook captured {s.shape[1]}; "
                     "set HookPoint(channels=...) in the adapter"
                 )
-            mask, _ = complementary_masks((s.shape[0], self.latent, *s.shape[-2:]), self.ratio,
+            mask, _ = complementary_masks((s.shape[0], self.latent, *align_size(s, teacher[j])), self.ratio,
                                           self._generator(s.device), s.device, self.mask, self.patch)
             total = total + stage(s, teacher[j], mask).float()
         return total / len(self.stages) if self.reduction == "mean" else total
@@ -167,6 +171,14 @@ class SKAM(nn.Module):
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator, self._pending_state = None, state.get("generator")
+
+
+def align_size(student: Tensor, teacher: Tensor) -> tuple[int, int]:
+    """Where a stage aligns: at the student feature's size, or at the teacher's where that is coarser in both sides
+    (a slim teacher, ``Config.teacher_stride``): the student is then average-pooled rather than the teacher's
+    coarse feature interpolated, so the stage costs what the teacher's resolution costs."""
+    (hs, ws), (ht, wt) = student.shape[-2:], teacher.shape[-2:]
+    return (ht, wt) if ht < hs and wt < ws else (hs, ws)
 
 
 def spread(n: int, m: int) -> list[int]:

@@ -86,3 +86,18 @@ def test_skam_stages_pairing_gradients_and_saved_generator():
     skam.load_state_dict(skam.state_dict())
     with pytest.raises(ValueError, match="channels"):
         skam([torch.randn(2, 5, 8, 8), student[1]], teacher)
+
+
+def test_skam_aligns_at_a_slim_teachers_coarser_resolution():
+    import torch.nn.functional as F
+
+    from semkt_plugin.skam import SKAM, align_size
+
+    student, full, half = torch.rand(2, 8, 16, 16), torch.rand(2, 4, 32, 32), torch.rand(2, 4, 8, 8)
+    assert align_size(student, full) == (16, 16) and align_size(student, half) == (8, 8)
+    assert align_size(student, torch.rand(2, 4, 8, 32)) == (16, 16)  # coarser in one side only: the student's
+    skam = SKAM([8], 4, num_teacher=1, latent=4, patch=2, seed=3)
+    twin = SKAM([8], 4, num_teacher=1, latent=4, patch=2, seed=3)
+    twin.load_state_dict(skam.state_dict())
+    # a slim teacher's feature: the student is pooled to its size, as if the hook had given a coarser feature
+    assert torch.equal(skam([student], [half]), twin([F.adaptive_avg_pool2d(student, 8)], [half]))
