@@ -28,7 +28,8 @@ with the coefficients turns that table into each bin's band, which overlap into 
 and a 10-number scatter per region–pixel pair and channel, where the dense kernel costs 256 sigmoids per pixel and
 channel and a region × bins product. The backward is written by hand (a ``torch.autograd.Function``): the
 gradient's band around each bin, times the derivative of the series, gives the series of ``∂L/∂x`` per table
-cell, which is summed at each value. Nothing of the size of the pixels times the bins is made, nothing is
+cell, and each value sums its cell's series at its position (cells and positions kept from the forward for up to
+4 region–pixel pairs per pixel; denser maps are scanned again). Nothing of the size of the pixels times the bins is made, nothing is
 recomputed under checkpointing, and the student and the teacher (without gradient) go through one pass.
 
 What it assumes. (1) Region maps are sparse: time grows with their nonzero values, so hard partitions and SKB
@@ -211,7 +212,7 @@ def _entries(m: Tensor, rows: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         for part in idx.tensor_split(max(1, idx.numel() // rows)):
             image, rest = part // (N * P), part % (N * P)
             region, pixel = (rest % N, rest // N) if pixel_major else (rest // P, rest % P)
-            yield image * P + pixel, image * N + region, flat[part]
+            yield image * P + pixel, image * N + region, flat.index_select(0, part)
 
 
 class _RegionSums(torch.autograd.Function):
@@ -221,59 +222,73 @@ class _RegionSums(torch.autograd.Function):
     Forward: every nonzero ``m[b, n, p]`` adds ``m·T_d(ψ)`` of each channel's value to a moment table indexed by
     term, (region, channel) and part of a bin; the coefficients turn the table into each bin's band of
     ``2·half + 1`` bins, which overlap into the histogram. Backward: the gradient's band around each bin times the
-    slopes gives, per table cell, the series of ``∂L/∂x``, which Clenshaw's recurrence sums at each value. Both
-    walk the entries alike; nothing of the size of the entries is kept between them.
+    slopes gives, per table cell, the series of ``∂L/∂x``, which Clenshaw's recurrence sums at each value.
     """
+
+    #: entries per pixel up to which the forward keeps, for the backward, each entry's table cells and positions
+    #: (48 bytes an entry for 3 channels); denser maps are scanned again instead
+    KEEP = 4
 
     @staticmethod
     def forward(ctx, x: Tensor, target: Tensor | None, m: Tensor, plan: _Plan, rows: int) -> Tensor:
-        """``x``: ``(B, C, P)`` in ``[0, 1]``; ``target``: ``(B, C', P)`` or ``None``; ``m``: ``(B, N, P)``.
-        Returns ``(B, N, C + C', bins)``, the target's channels last."""
-        both = x if target is None else torch.cat([x, target], 1)
-        B, C, P = both.shape
-        R = B * m.shape[1] * C  # (region, channel) pairs
-        values = both.transpose(1, 2).reshape(B * P, C)  # a pixel's channels side by side: one gather
-        channel = torch.arange(C, device=x.device)
+        """``x``, ``target``: ``(B, C, P)`` in ``[0, 1]`` (``target`` may be ``None``); ``m``: ``(B, N, P)``.
+        Returns ``(G, B, N, C, bins)``: ``x``'s sums, then (``G = 2``) the target's."""
+        B, C, P = x.shape
+        G, R = (1 if target is None else 2), B * m.shape[1] * C  # table rows [g·R + (b·N + n)·C + c], x's first
+        # a pixel's channels side by side, for one gather per entry
+        values = torch.cat([v.transpose(1, 2) for v in (x, target) if v is not None], 2).view(B * P, G * C)
+        channel = torch.arange(G * C, device=x.device)
+        offset = channel + channel // C * (R - C)  # row of region 0 for each column of values
         cells = plan.bins * plan.pieces
-        moments = x.new_zeros(plan.terms, R * cells)  # [d, (r·bins + b)·pieces + q]
-        buffer = x.new_empty(plan.terms, 2 * rows * C)  # one for all chunks: fresh memory is slow to first touch
+        moments = x.new_zeros(plan.terms, G * R * cells)  # [d, (row·bins + b)·pieces + q]
+        buffer = x.new_empty(plan.terms, 2 * rows * G * C)  # one for all chunks: fresh memory is slow to touch
+        kept, budget = ([] if ctx.needs_input_grad[0] else None), _RegionSums.KEEP * B * P
         for pix, region, weight in _entries(m, rows):
-            cell, psi = plan.cells(values[pix])
+            cell, psi = plan.cells(values.index_select(0, pix))
+            key = (region[:, None] * C + offset).mul_(cells).add_(cell)
             basis = plan.basis(psi, weight[:, None], buffer[:, :psi.numel()].view(plan.terms, *psi.shape))
             # index_add_ along dim 1 runs one tight loop per term; along dim 0 it would pay a call per entry
-            key = (region[:, None] * C + channel) * cells + cell
             moments.index_add_(1, key.view(-1), basis.view(plan.terms, -1))
+            if kept is not None:
+                kept.append((pix, weight, key[:, :C].contiguous(), psi[:, :C].contiguous()))
+                budget -= pix.numel()
+                kept = kept if budget >= 0 else None
         ctx.save_for_backward(x, m)
-        ctx.plan, ctx.rows = plan, rows
+        ctx.plan, ctx.rows, ctx.kept = plan, rows, kept
         # what the values of bin b add to bin b + j − half, then the overlapping bands added up
-        moments = moments.view(plan.terms, R * plan.bins, plan.pieces).transpose(1, 2)
-        moments = moments.reshape(plan.terms * plan.pieces, R * plan.bins)
-        bands = (plan.coeffs.to(x).permute(1, 2, 0).reshape(plan.band, -1) @ moments).view(plan.band, R, plan.bins)
-        hist = x.new_zeros(R, plan.bins + 2 * plan.half)
+        moments = moments.view(plan.terms, G * R * plan.bins, plan.pieces).transpose(1, 2)
+        moments = moments.reshape(plan.terms * plan.pieces, G * R * plan.bins)
+        bands = plan.coeffs.to(x).permute(1, 2, 0).reshape(plan.band, -1) @ moments
+        bands = bands.view(plan.band, G * R, plan.bins)
+        hist = x.new_zeros(G * R, plan.bins + 2 * plan.half)
         for j in range(plan.band):
             hist[:, j:j + plan.bins] += bands[j]
-        return hist[:, plan.half:plan.half + plan.bins].reshape(B, m.shape[1], C, plan.bins)  # none past the ends
+        return hist[:, plan.half:plan.half + plan.bins].reshape(G, B, m.shape[1], C, plan.bins)  # none past the ends
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, m = ctx.saved_tensors
-        plan, rows = ctx.plan, ctx.rows
+        plan, rows, kept = ctx.plan, ctx.rows, ctx.kept
         B, C, P = x.shape
         R, cells = B * m.shape[1] * C, plan.bins * plan.pieces
+        channel = torch.arange(C, device=x.device)
+
+        def rescan() -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+            values = x.transpose(1, 2).reshape(B * P, C)
+            for pix, region, weight in _entries(m, rows):
+                cell, psi = plan.cells(values.index_select(0, pix))
+                yield pix, weight, (region[:, None] * C + channel).mul_(cells).add_(cell), psi
+
         # the engine may run this under the caller's autocast; the forward ran in float32
         with torch.autocast(x.device.type, enabled=False):
             # ∂L/∂x = Σ_j grad[bin b + j − half]·∂K_j/∂x: the gradient's band around bin b, times the slopes,
-            # is the series of ∂L/∂x for values in b, per part: [(r·bins + b)·pieces + q, k]
-            bands = F.pad(grad[:, :, :C].reshape(R, plan.bins), (plan.half, plan.half)).unfold(-1, plan.band, 1)
+            # is the series of ∂L/∂x for values in b, per part: [(row·bins + b)·pieces + q, k]
+            bands = F.pad(grad[0].reshape(R, plan.bins), (plan.half, plan.half)).unfold(-1, plan.band, 1)
             slopes = plan.slopes.to(x).permute(1, 0, 2).reshape(plan.band, -1)
             series = (bands.reshape(R * plan.bins, plan.band) @ slopes).view(R * cells, plan.terms - 1)
-            values = x.transpose(1, 2).reshape(B * P, C)
-            channel = torch.arange(C, device=x.device)
             gx = x.new_zeros(B * P * C)
-            for pix, region, weight in _entries(m, rows):
-                cell, psi = plan.cells(values[pix])
-                key = (region[:, None] * C + channel) * cells + cell
+            for pix, weight, key, psi in rescan() if kept is None else kept:
                 coeff = series.index_select(0, key.view(-1)).view(*psi.shape, plan.terms - 1)
                 g = plan.derivative(psi, coeff.movedim(-1, 0)).mul_(weight[:, None])
                 gx.index_add_(0, (pix[:, None] * C + channel).view(-1), g.view(-1))
@@ -294,12 +309,11 @@ def _histograms(image: Tensor, target: Tensor | None, regions: Tensor, bins: int
         x = image.float().clamp(0, 1).flatten(2)
         t = None if target is None else target.detach().float().clamp(0, 1).flatten(2)
         m = regions.detach().float().flatten(2)  # (B, N, P)
-        sums = _RegionSums.apply(x, t, m, plan, max(1, chunk * x.shape[0]))
+        sums = _RegionSums.apply(x, t, m, plan, max(1, chunk * x.shape[0]))  # (1 or 2, B, N, C, bins)
         mass = m.sum(-1)  # (B, N)
         valid = mass >= min_mass
         hist = sums / mass.clamp_min(min_mass)[..., None, None] * valid[..., None, None]
-    channels = x.shape[1]
-    return hist[:, :, :channels], None if t is None else hist[:, :, channels:], valid
+    return hist[0], None if t is None else hist[1], valid
 
 
 def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: Kernel = "sigmoid",
@@ -311,8 +325,8 @@ def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: K
         image: ``(B, C, H, W)`` values, clamped to ``[0, 1]`` (differentiable inside it).
         regions: ``(B, N, H, W)`` region maps in ``[0, 1]`` (not differentiated).
         bins, kernel, slope, bandwidth: see :func:`kernel_weights`.
-        chunk: ``B·chunk`` to ``2·B·chunk`` region–pixel pairs (nonzero map values) are handled at a time
-            (``chunk`` pixels of each image when the regions partition it), each taking about ``150·C`` bytes.
+        chunk: fewer than ``2·B·chunk`` region–pixel pairs (nonzero map values) are handled at a time (about
+            ``chunk`` pixels of each image when the regions partition it), each taking about ``150·C`` bytes.
         min_mass: regions whose mask sums to less than this many pixels are empty.
 
     Returns:

@@ -193,3 +193,16 @@ def test_no_regions_at_all():
     loss = histogram_loss(student, torch.rand(2, 3, 8, 8), torch.zeros(2, 0, 8, 8))
     loss.backward()
     assert loss.item() == 0.0 and not student.grad.any()
+
+
+def test_backward_alike_whether_the_forward_kept_its_entries_or_not(monkeypatch):
+    g = torch.Generator().manual_seed(6)
+    student, teacher = _images(g)
+    regions = _regions("overlapping", g)
+    grads = []
+    for keep in (losses._RegionSums.KEEP, 0):
+        monkeypatch.setattr(losses._RegionSums, "KEEP", keep)
+        s = student.clone().requires_grad_(True)
+        histogram_loss(s, teacher, regions, chunk=5).backward()
+        grads.append(s.grad)
+    assert grads[0].abs().max() > 0 and torch.equal(grads[0], grads[1])
