@@ -1,30 +1,36 @@
-"""Histogram loss (forward + backward): semkt's vectorised, chunked version against the naive per-region loop.
+"""Histogram loss (forward + backward): semkt's banded series version against the naive per-region loop.
 
-Each measurement runs in a fresh subprocess, so its peak resident memory (ru_maxrss) minus the memory it had
-before the measurement is that method's extra peak memory. Both methods run in this one invocation, on the same
-inputs, and the script prints their ratios.
+Each measurement runs in a fresh subprocess, so its peak resident memory (ru_maxrss) minus the peak it had
+reached before the measurement is that method's extra peak memory (the inputs are built without transient
+copies, so that earlier peak is just the inputs). One invocation compares both methods on the same inputs at the
+comparison batch (time ratio, loss difference), then measures semkt's extra peak memory at each memory batch.
 
-    python benchmarks/bench_histogram.py                 # B=4, 256x256, 32 regions, 256 bins: both methods
-    python benchmarks/bench_histogram.py --only fast --batch 16   # the issue's memory bound, ours only
+    python benchmarks/bench_histogram.py                  # B=4 both methods; semkt's memory at B=4 and B=16
+    python benchmarks/bench_histogram.py --only fast --memory-batches 16 32
+    python benchmarks/bench_histogram.py --threads 1     # on a shared machine whose other cores are busy
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
 def inputs(batch: int, size: int, regions: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     student = torch.rand(batch, 3, size, size, generator=g, requires_grad=True)
     teacher = torch.rand(batch, 3, size, size, generator=g)
-    labels = torch.randint(0, regions, (batch, size, size), generator=g)  # a hard partition, as SKF's argmax
-    masks = torch.nn.functional.one_hot(labels, regions).permute(0, 3, 1, 2).float()
+    labels = torch.randint(0, regions, (batch, 1, size, size), generator=g)  # a hard partition, as SKF's argmax
+    masks = torch.zeros(batch, regions, size, size).scatter_(1, labels, 1.0)
     return student, teacher, masks
 
 
@@ -54,47 +60,68 @@ def naive(student, teacher, masks, bins=256, slope=400.0):
     return total / student.shape[0]
 
 
-def measure(method: str, batch: int, size: int, regions: int) -> dict:
+def measure(method: str, batch: int, size: int, regions: int, repeat: int) -> dict:
     from semkt_plugin.losses import histogram_loss
 
     student, teacher, masks = inputs(batch, size, regions)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    loss = histogram_loss(student, teacher, masks) if method == "fast" else naive(student, teacher, masks)
-    loss.backward()
-    seconds = time.perf_counter() - start
+    times = []
+    for _ in range(repeat):
+        student.grad = None
+        start = time.perf_counter()
+        loss = histogram_loss(student, teacher, masks) if method == "fast" else naive(student, teacher, masks)
+        loss.backward()
+        times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"method": method, "seconds": seconds, "extra_peak_mb": (peak - base) / 1024, "loss": float(loss),
+    return {"method": method, "batch": batch, "seconds": statistics.median(times), "first": times[0],
+            "extra_peak_mb": (peak - base) / 1024, "loss": float(loss),
             "grad_abs_sum": float(student.grad.abs().sum())}
+
+
+def child(method: str, batch: int, args: argparse.Namespace) -> dict:
+    repeat = args.repeat if method == "fast" else 1  # one naive call lasts seconds: timer noise is negligible
+    out = subprocess.run([sys.executable, __file__, "--child", method, "--batch", str(batch), "--size",
+                          str(args.size), "--regions", str(args.regions), "--repeat", str(repeat),
+                          "--threads", str(args.threads)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=4, help="batch of the comparison with the naive loop")
+    parser.add_argument("--memory-batches", type=int, nargs="*", default=[4, 16],
+                        help="batches at which semkt's extra peak memory is measured")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--regions", type=int, default=32)
-    parser.add_argument("--only", choices=["fast", "naive"])
+    parser.add_argument("--repeat", type=int, default=5, help="semkt's calls per measurement (median time)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="intra-op threads (default: torch's); 1 where other jobs hold the other cores")
+    parser.add_argument("--only", choices=["fast"], help="skip the naive loop")
     parser.add_argument("--child", choices=["fast", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(measure(args.child, args.batch, args.size, args.regions)))
+        print(json.dumps(measure(args.child, args.batch, args.size, args.regions, args.repeat)))
         return
-    results = {}
-    for method in [args.only] if args.only else ["fast", "naive"]:
-        out = subprocess.run([sys.executable, __file__, "--child", method, "--batch", str(args.batch),
-                              "--size", str(args.size), "--regions", str(args.regions)],
-                             capture_output=True, text=True, check=True)
-        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"histogram loss, forward+backward, B={args.batch}, {args.size}x{args.size}, {args.regions} regions, "
-          f"256 bins, {torch.get_num_threads()} threads")
-    for r in results.values():
-        print(f"  {r['method']:6} {r['seconds']:8.2f} s   extra peak memory {r['extra_peak_mb']:8.0f} MB   "
-              f"loss {r['loss']:.6g}")
-    if len(results) == 2:
-        fast, slow = results["fast"], results["naive"]
-        print(f"  naive/fast: time x{slow['seconds'] / fast['seconds']:.1f}, "
-              f"memory x{slow['extra_peak_mb'] / max(fast['extra_peak_mb'], 1):.1f}; "
-              f"loss difference {abs(slow['loss'] - fast['loss']):.2e}")
+    print(f"histogram loss, forward+backward, {args.size}x{args.size}, {args.regions} hard regions, 256 bins, "
+          f"{torch.get_num_threads()} threads; semkt: median of {args.repeat} calls (first call in brackets)")
+    fast = child("fast", args.batch, args)
+    rows = [fast] if args.only else [fast, child("naive", args.batch, args)]
+    for r in rows:
+        first = f" ({r['first']:.3f} s)" if r["method"] == "fast" else ""
+        print(f"  B={r['batch']:<3} {r['method']:6} {r['seconds']:8.3f} s{first:12} extra peak memory "
+              f"{r['extra_peak_mb']:7.0f} MB   loss {r['loss']:.8g}   |grad| sum {r['grad_abs_sum']:.6g}")
+    if not args.only:
+        slow = rows[1]
+        print(f"  naive/semkt at B={args.batch}: time x{slow['seconds'] / fast['seconds']:.1f}, "
+              f"memory x{slow['extra_peak_mb'] / max(fast['extra_peak_mb'], 1):.1f}; loss difference "
+              f"{abs(slow['loss'] - fast['loss']):.2e} (relative {abs(slow['loss'] / fast['loss'] - 1):.1e}), "
+              f"|grad| sum relative difference {abs(slow['grad_abs_sum'] / fast['grad_abs_sum'] - 1):.1e}")
+    for batch in args.memory_batches:
+        r = fast if batch == args.batch else child("fast", batch, args)
+        print(f"  semkt extra peak memory at B={batch}: {r['extra_peak_mb']:.0f} MB "
+              f"(time {r['seconds']:.3f} s, first call {r['first']:.3f} s)")
 
 
 if __name__ == "__main__":

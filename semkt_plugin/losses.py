@@ -29,8 +29,9 @@ and a 10-number scatter per region–pixel pair and channel, where the dense ker
 channel and a region × bins product. The backward is written by hand (a ``torch.autograd.Function``): the
 gradient's band around each bin, times the derivative of the series, gives the series of ``∂L/∂x`` per table
 cell, and each value sums its cell's series at its position (cells and positions kept from the forward for up to
-4 region–pixel pairs per pixel; denser maps are scanned again). Nothing of the size of the pixels times the bins is made, nothing is
-recomputed under checkpointing, and the student and the teacher (without gradient) go through one pass.
+4 region–pixel pairs per pixel; denser maps are scanned again). Nothing of the size of the pixels times the bins
+is made, nothing is recomputed under checkpointing, and the student and the teacher (without gradient) go through
+one pass.
 
 What it assumes. (1) Region maps are sparse: time grows with their nonzero values, so hard partitions and SKB
 masks (zero outside their box) cost about one pass over the pixels, while dense soft maps cost one pass per map
@@ -94,8 +95,9 @@ class _Plan(NamedTuple):
     A value ``x`` in bin ``b``, at ``φ = x·bins − b ∈ [0, 1]``, adds ``K_j(φ)`` to bin ``b + j − half``
     (``j < band = 2·half + 1``) and less than ``_TOL`` to any other bin (edges and centres are evenly spaced, so
     ``K_j`` does not depend on ``b``). Each bin is cut into ``pieces`` equal parts; on part ``q``,
-    ``K_j = Σ_d coeffs[q, j, d]·T_d(ψ)`` to within ``_TOL``, with ``ψ ∈ [−1, 1]`` the position inside the part
-    and ``T_d`` the Chebyshev polynomials.
+    ``K_j = Σ_d coeffs[q, j, d]·S_d(ψ)`` to within ``_TOL``, with ``ψ ∈ [−1, 1]`` the position inside the part
+    and ``S_d = (−1)^⌊d/2⌋·T_d`` the Chebyshev polynomials with signs that make their recurrence one fused
+    multiply-add: ``S_d = S_{d−2} ∓ 2ψ·S_{d−1}`` (− for even ``d``).
     """
 
     bins: int
@@ -117,16 +119,16 @@ class _Plan(NamedTuple):
         pos = x * (self.bins * self.pieces)
         # truncation is floor for x ≥ 0; the clamp also keeps a NaN's cell in range (its histogram turns NaN)
         cell = pos.long().clamp_(0, self.bins * self.pieces - 1)
-        return cell, (pos - cell).mul_(2).sub_(1)
+        return cell, pos.sub_(cell).mul_(2).sub_(1)
 
     def basis(self, psi: Tensor, weight: Tensor, out: Tensor) -> Tensor:
-        """``weight·T_d(ψ)`` for every term ``d``, written to ``out``: ``(terms, *)`` for ``(*)`` positions and
+        """``weight·S_d(ψ)`` for every term ``d``, written to ``out``: ``(terms, *)`` for ``(*)`` positions and
         weights."""
         out[0] = weight
         torch.mul(psi, weight, out=out[1])
         twice = psi * 2
         for d in range(2, self.terms):
-            torch.mul(twice, out[d - 1], out=out[d]).sub_(out[d - 2])
+            torch.addcmul(out[d - 2], twice, out[d - 1], value=-1 if d % 2 == 0 else 1, out=out[d])
         return out
 
     def derivative(self, psi: Tensor, coeff: Tensor) -> Tensor:
@@ -187,7 +189,8 @@ def _plan(bins: int, kernel: str, slope: float, bandwidth: float | None) -> _Pla
             if error <= _TOL:
                 # d/dψ T_d = d·U_{d−1}, and dψ/dx = 2·bins·pieces
                 slopes = coeffs[..., 1:] * torch.arange(1, terms) * (2 * bins * pieces)
-                return _Plan(bins, half, pieces, coeffs, slopes)
+                signs = torch.tensor([(-1.0) ** (d // 2) for d in range(terms)], dtype=torch.float64)
+                return _Plan(bins, half, pieces, coeffs * signs, slopes)
         pieces *= 2
     raise ValueError(f"a {kernel} kernel this sharp (slope {slope}, bandwidth {bandwidth}, {bins} bins) is finer "
                      "than float32 resolves")
@@ -210,19 +213,24 @@ def _entries(m: Tensor, rows: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         if not idx.numel():
             continue
         for part in idx.tensor_split(max(1, idx.numel() // rows)):
-            image, rest = part // (N * P), part % (N * P)
-            region, pixel = (rest % N, rest // N) if pixel_major else (rest // P, rest % P)
-            yield image * P + pixel, image * N + region, flat.index_select(0, part)
+            if pixel_major:  # part = (b·P + p)·N + n
+                pix = part // N
+                region = (pix // P * N).add_(part).sub_(pix * N)
+            else:  # part = (b·N + n)·P + p
+                region = part // P
+                pix = (region // N * P).add_(part).sub_(region * P)
+            yield pix, region, flat.index_select(0, part)
 
 
 class _RegionSums(torch.autograd.Function):
     """``Σ_p m[b, n, p]·K(x[b, c, p], k)`` for every region, channel and bin, of an image (differentiable) and a
     target (not) in one pass.
 
-    Forward: every nonzero ``m[b, n, p]`` adds ``m·T_d(ψ)`` of each channel's value to a moment table indexed by
-    term, (region, channel) and part of a bin; the coefficients turn the table into each bin's band of
-    ``2·half + 1`` bins, which overlap into the histogram. Backward: the gradient's band around each bin times the
-    slopes gives, per table cell, the series of ``∂L/∂x``, which Clenshaw's recurrence sums at each value.
+    Forward: every nonzero ``m[b, n, p]`` adds ``m·S_d(ψ)`` (see :class:`_Plan`) of each channel's value to a
+    moment table indexed by term, (region, channel) and part of a bin; the coefficients turn the table into each
+    bin's band of ``2·half + 1`` bins, which overlap into the histogram. Backward: the gradient's band around each
+    bin times the slopes gives, per table cell, the series of ``∂L/∂x``, which Clenshaw's recurrence sums at each
+    value.
     """
 
     #: entries per pixel up to which the forward keeps, for the backward, each entry's table cells and positions
