@@ -18,7 +18,7 @@ averaged, it is a few per cent of it. Then channels are averaged, eq. 10 average
 
 Cost. The dense kernel is ``bins`` numbers per pixel, channel and region (16 × 3 × 256² × 256 × 32 of them for
 a batch of 16 with 32 regions); the loss needs far fewer. A value's window is below 1e-9 beyond ``half`` bins
-of its own (15 for the default slope and bins: the sigmoid's tail falls as ``exp(−slope·distance)``, the
+of its own (14 for the default slope and bins: the sigmoid's tail falls as ``exp(−slope·distance)``, the
 Gaussian's as ``exp(−(distance/bandwidth)²)``), and within that band what it adds to each bin is a smooth
 function of where it lies inside its own bin, the same for every bin (edges are evenly spaced). That function is
 fitted once, in float64, by Chebyshev series of at most 10 terms, to within 1e-9 (a sharp kernel has each bin cut
@@ -168,15 +168,17 @@ def _plan(bins: int, kernel: str, slope: float, bandwidth: float | None) -> _Pla
     bw = width if bandwidth is None else bandwidth
     if slope <= 0 or bw <= 0:
         raise ValueError(f"the histogram kernel needs a positive slope and bandwidth, got {slope} and {bandwidth}")
+    # the band ends where every bin past it gets less than _TOL from any value in bin b (the same b that picks
+    # the series, so rounding in floor(x·bins) moves both alike)
     if kernel == "sigmoid":
-        # k bins past a value's own bin the window is below exp(−slope·width·(k − 1))
-        reach = math.log(1 / _TOL) / (slope * width)
+        # k bins past b the window is below exp(−slope·width·(k − 1))
+        half = math.ceil(math.log(1 / _TOL) / (slope * width))
     elif kernel == "gaussian":
-        # k bins past it the distance to the centre is at least (k − 1/2)·width
-        reach = math.sqrt(math.log(1 / _TOL)) * bw / width
+        # k bins past b the distance to the centre is at least (k − 1/2)·width
+        half = math.ceil(math.sqrt(math.log(1 / _TOL)) * bw / width - 0.5)
     else:
         raise ValueError(f"unknown histogram kernel {kernel!r}; use 'sigmoid' or 'gaussian'")
-    half = min(math.ceil(reach) + 1, bins - 1)  # one bin more for the rounding of floor(x·bins); at most all bins
+    half = min(half, bins - 1)  # no more than every bin
     centers = (torch.arange(2 * half + 1, dtype=torch.float64) + 0.5) * width  # bins b − half … b + half, b = half
 
     def f(phi: Tensor) -> Tensor:
