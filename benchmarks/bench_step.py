@@ -8,7 +8,9 @@ distillation term active from the first step (``distill_start=0``: the steady st
 Parts are measured as a ladder, each rung its own model copy and plugin, all trained side by side: the ORM alone;
 + the teacher (SPGRM without priors, L_spg only); + the SKB's priors; + L_content; + L_color; + SKAM (= semkt as
 configured). A part's share is what its rung adds over the rung below, over what the whole of semkt adds. Steps
-alternate between the rungs so that load on the machine hits all alike; medians are printed.
+alternate between the rungs so that load on the machine hits all alike, and each rung's fastest step is
+printed: other work on the machine only ever adds time (medians of a few steps swung by ±40 % on a shared 2-core
+machine, minima by a few per cent).
 
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import os
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def cpu_peak(rung: str, feat: int, size: int, batch: int, config: dict, steps: i
 
 
 def child(rung: str, feat: int, size: int, batch: int, config: dict, steps: int) -> None:
+    torch.set_flush_denormal(True)
     device = torch.device("cpu")
     skb = the_skb(device)
     model, skt, opt = build(rung, feat, skb, config, device)
@@ -158,14 +160,14 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
                 times[rung].append(t)
     if device.type != "cuda":
         peaks = {rung: cpu_peak(rung, feat, size, batch, config) for rung in ("ORM", "+ SKAM")}
-    med = {rung: statistics.median(v) for rung, v in times.items()}
+    med = {rung: min(v) for rung, v in times.items()}
     orm, full = med["ORM"], med["+ SKAM"]
     added = full - orm
     n_orm = sum(p.numel() for p in rungs["ORM"][0].parameters())
     n_plugin = sum(p.numel() for p in rungs["+ SKAM"][1].parameters())
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nAHDR nFeat={feat} ({n_orm / 1e6:.2f} M params), batch {batch}, {size}x{size}, {where}, "
-          f"median of {steps} steps; plugin trains {n_plugin / 1e6:.2f} M params"
+          f"fastest of {steps} steps; plugin trains {n_plugin / 1e6:.2f} M params"
           + (f"; config {json.dumps(config)}" if config else ""))
     print(f"  {'rung':<14} {'step':>9} {'adds':>9} {'share of added':>15}")
     below = None
@@ -193,6 +195,9 @@ def main() -> None:
     if args.child:
         child(args.child, *setups[0], config, args.steps)
         return
+    # six copies of the ORM train apart on random data; on CPU, whichever wanders into denormal values first would
+    # run several times slower for reasons that have nothing to do with semkt
+    torch.set_flush_denormal(True)
     device = torch.device(args.device)
     skb = the_skb(device)
     for feat, size, batch in setups:
