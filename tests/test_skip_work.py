@@ -34,20 +34,16 @@ def _one_step(skt, model, batch):
     skt.loss(model(*frames), gt).backward()
 
 
-def test_one_trunk_pass_serves_priors_and_the_students_perceptual_features(skb, batch, counted):
+@pytest.mark.parametrize("perceptual, trunk, with_grad", [
+    ("skb", 2, 1),  # the student's pass (with a graph: perceptual term; detached: priors) and the teacher target's
+    ("none", 1, 0),  # the priors' pass alone, without a graph
+])
+def test_one_trunk_pass_serves_priors_and_the_students_perceptual_features(skb, batch, counted, perceptual, trunk,
+                                                                           with_grad):
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb")
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual=perceptual)
     _one_step(skt, model, batch)
-    # the student's pass (with a graph: perceptual term; detached: priors) and the teacher target's pass
-    assert counted["trunk"] == 2 and counted["trunk_with_grad"] == 1 and counted["regions"] == 1
-    skt.unwrap()
-
-
-def test_without_the_perceptual_term_the_skb_runs_once_without_a_graph(skb, batch, counted):
-    model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none")
-    _one_step(skt, model, batch)
-    assert counted["trunk"] == 1 and counted["trunk_with_grad"] == 0 and counted["regions"] == 1
+    assert counted["trunk"] == trunk and counted["trunk_with_grad"] == with_grad and counted["regions"] == 1
     skt.unwrap()
 
 
