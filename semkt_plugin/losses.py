@@ -31,7 +31,7 @@ gradient's band around each bin, times the derivative of the series, gives the s
 cell, and each value sums its cell's series at its position (cells and positions kept from the forward for up to
 4 region–pixel pairs per pixel; denser maps are scanned again). Nothing of the size of the pixels times the bins
 is made, nothing is recomputed under checkpointing, and the student and the teacher (without gradient) go through
-one pass.
+one pass into one table: the loss needs only the difference of their histograms, and that is linear in the table.
 
 What it assumes. (1) Region maps are sparse: time grows with their nonzero values, so hard partitions and SKB
 masks (zero outside their box) cost about one pass over the pixels, while dense soft maps cost one pass per map
@@ -225,11 +225,12 @@ def _entries(m: Tensor, rows: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
 
 
 class _RegionSums(torch.autograd.Function):
-    """``Σ_p m[b, n, p]·K(x[b, c, p], k)`` for every region, channel and bin, of an image (differentiable) and a
-    target (not) in one pass.
+    """``Σ_p m[b, n, p]·(K(x[b, c, p], k) − K(target[b, c, p], k))`` for every region, channel and bin: the sums
+    of an image (differentiable) less those of a target (not, and 0 when ``None``), in one pass.
 
-    Forward: every nonzero ``m[b, n, p]`` adds ``m·S_d(ψ)`` (see :class:`_Plan`) of each channel's value to a
-    moment table indexed by term, (region, channel) and part of a bin; the coefficients turn the table into each
+    Forward: every nonzero ``m[b, n, p]`` adds ``m·S_d(ψ)`` (see :class:`_Plan`) of each channel's value, and
+    subtracts that of the target's, in a moment table indexed by term, (region, channel) and part of a bin (the
+    histograms are linear in it, and the loss needs only their difference); the coefficients turn the table into each
     bin's band of ``2·half + 1`` bins, which overlap into the histogram. Backward: the gradient's band around each
     bin times the slopes gives, per table cell, the series of ``∂L/∂x``, which Clenshaw's recurrence sums at each
     value.
@@ -242,21 +243,23 @@ class _RegionSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, target: Tensor | None, m: Tensor, plan: _Plan, rows: int) -> Tensor:
         """``x``, ``target``: ``(B, C, P)`` in ``[0, 1]`` (``target`` may be ``None``); ``m``: ``(B, N, P)``.
-        Returns ``(G, B, N, C, bins)``: ``x``'s sums, then (``G = 2``) the target's."""
+        Returns ``(B, N, C, bins)``."""
         B, C, P = x.shape
-        G, R = (1 if target is None else 2), B * m.shape[1] * C  # table rows [g·R + (b·N + n)·C + c], x's first
-        # a pixel's channels side by side, for one gather per entry
+        G, R = (1 if target is None else 2), B * m.shape[1] * C  # table rows [(b·N + n)·C + c]
+        # a pixel's channels side by side (the target's after x's), for one gather per entry
         values = torch.cat([v.transpose(1, 2) for v in (x, target) if v is not None], 2).view(B * P, G * C)
-        channel = torch.arange(G * C, device=x.device)
-        offset = channel + channel // C * (R - C)  # row of region 0 for each column of values
+        channel = torch.arange(C, device=x.device).repeat(G)
+        sign = torch.ones(G, C, dtype=x.dtype, device=x.device)
+        sign[1:] = -1
         cells = plan.bins * plan.pieces
-        moments = x.new_zeros(plan.terms, G * R * cells)  # [d, (row·bins + b)·pieces + q]
+        moments = x.new_zeros(plan.terms, R * cells)  # [d, (row·bins + b)·pieces + q]
         buffer = x.new_empty(plan.terms, 2 * rows * G * C)  # one for all chunks: fresh memory is slow to touch
         kept, budget = ([] if ctx.needs_input_grad[0] else None), _RegionSums.KEEP * B * P
         for pix, region, weight in _entries(m, rows):
             cell, psi = plan.cells(values.index_select(0, pix))
-            key = (region[:, None] * C + offset).mul_(cells).add_(cell)
-            basis = plan.basis(psi, weight[:, None], buffer[:, :psi.numel()].view(plan.terms, *psi.shape))
+            key = (region[:, None] * C + channel).mul_(cells).add_(cell)
+            basis = plan.basis(psi, weight[:, None] * sign.view(-1),
+                               buffer[:, :psi.numel()].view(plan.terms, *psi.shape))
             # index_add_ along dim 1 runs one tight loop per term; along dim 0 it would pay a call per entry
             moments.index_add_(1, key.view(-1), basis.view(plan.terms, -1))
             if kept is not None:
@@ -266,14 +269,14 @@ class _RegionSums(torch.autograd.Function):
         ctx.save_for_backward(x, m)
         ctx.plan, ctx.rows, ctx.kept = plan, rows, kept
         # what the values of bin b add to bin b + j − half, then the overlapping bands added up
-        moments = moments.view(plan.terms, G * R * plan.bins, plan.pieces).transpose(1, 2)
-        moments = moments.reshape(plan.terms * plan.pieces, G * R * plan.bins)
+        moments = moments.view(plan.terms, R * plan.bins, plan.pieces).transpose(1, 2)
+        moments = moments.reshape(plan.terms * plan.pieces, R * plan.bins)
         bands = plan.coeffs.to(x).permute(1, 2, 0).reshape(plan.band, -1) @ moments
-        bands = bands.view(plan.band, G * R, plan.bins)
-        hist = x.new_zeros(G * R, plan.bins + 2 * plan.half)
+        bands = bands.view(plan.band, R, plan.bins)
+        hist = x.new_zeros(R, plan.bins + 2 * plan.half)
         for j in range(plan.band):
             hist[:, j:j + plan.bins] += bands[j]
-        return hist[:, plan.half:plan.half + plan.bins].reshape(G, B, m.shape[1], C, plan.bins)  # none past the ends
+        return hist[:, plan.half:plan.half + plan.bins].reshape(B, m.shape[1], C, plan.bins)  # none past the ends
 
     @staticmethod
     @once_differentiable
@@ -294,7 +297,7 @@ class _RegionSums(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):
             # ∂L/∂x = Σ_j grad[bin b + j − half]·∂K_j/∂x: the gradient's band around bin b, times the slopes,
             # is the series of ∂L/∂x for values in b, per part: [(row·bins + b)·pieces + q, k]
-            bands = F.pad(grad[0].reshape(R, plan.bins), (plan.half, plan.half)).unfold(-1, plan.band, 1)
+            bands = F.pad(grad.reshape(R, plan.bins), (plan.half, plan.half)).unfold(-1, plan.band, 1)
             slopes = plan.slopes.to(x).permute(1, 0, 2).reshape(plan.band, -1)
             series = (bands.reshape(R * plan.bins, plan.band) @ slopes).view(R * cells, plan.terms - 1)
             gx = x.new_zeros(B * P * C)
@@ -306,8 +309,9 @@ class _RegionSums(torch.autograd.Function):
 
 
 def _histograms(image: Tensor, target: Tensor | None, regions: Tensor, bins: int, kernel: Kernel, slope: float,
-                bandwidth: float | None, chunk: int, min_mass: float) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Normalised histograms of ``image`` and (without gradient) ``target``, and which regions are non-empty."""
+                bandwidth: float | None, chunk: int, min_mass: float) -> tuple[Tensor, Tensor]:
+    """``(B, N, C, bins)`` normalised histograms of ``image``, less those of ``target`` (without gradient) unless it
+    is ``None``, and ``(B, N)`` which regions are non-empty."""
     if image.shape[0] != regions.shape[0] or image.shape[-2:] != regions.shape[-2:]:
         raise ValueError(
             f"image {tuple(image.shape)} and regions {tuple(regions.shape)} must share batch and spatial size; "
@@ -319,11 +323,10 @@ def _histograms(image: Tensor, target: Tensor | None, regions: Tensor, bins: int
         x = image.float().clamp(0, 1).flatten(2)
         t = None if target is None else target.detach().float().clamp(0, 1).flatten(2)
         m = regions.detach().float().flatten(2)  # (B, N, P)
-        sums = _RegionSums.apply(x, t, m, plan, max(1, chunk * x.shape[0]))  # (1 or 2, B, N, C, bins)
+        sums = _RegionSums.apply(x, t, m, plan, max(1, chunk * x.shape[0]))
         mass = m.sum(-1)  # (B, N)
         valid = mass >= min_mass
-        hist = sums / mass.clamp_min(min_mass)[..., None, None] * valid[..., None, None]
-    return hist[0], None if t is None else hist[1], valid
+        return sums / mass.clamp_min(min_mass)[..., None, None] * valid[..., None, None], valid
 
 
 def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: Kernel = "sigmoid",
@@ -343,8 +346,7 @@ def region_histograms(image: Tensor, regions: Tensor, bins: int = 256, kernel: K
         ``(B, N, C, bins)`` histograms summing to 1 over bins (0 for empty regions), and ``(B, N)`` bool: which
         regions are non-empty.
     """
-    hist, _, valid = _histograms(image, None, regions, bins, kernel, slope, bandwidth, chunk, min_mass)
-    return hist, valid
+    return _histograms(image, None, regions, bins, kernel, slope, bandwidth, chunk, min_mass)
 
 
 def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int = 256,
@@ -364,8 +366,8 @@ def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int 
     """
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in shape")
-    hs, ht, valid = _histograms(student, teacher, regions, bins, kernel, slope, bandwidth, chunk, min_mass)
-    per_region = (hs - ht).pow(2).mean(-1).mean(-1)  # (B, N): mean over bins, then channels
+    diff, valid = _histograms(student, teacher, regions, bins, kernel, slope, bandwidth, chunk, min_mass)
+    per_region = diff.pow(2).mean(-1).mean(-1)  # (B, N): mean over bins, then channels
     per_image = (per_region * valid).sum(-1) / valid.sum(-1).clamp_min(1)
     return per_image.mean()
 
