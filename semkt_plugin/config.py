@@ -31,7 +31,8 @@ class Config:
         hist_kernel: ``"sigmoid"`` (slope-400 window, as the public SKF code) or ``"gaussian"`` (eq. 7).
         hist_slope: slope of the sigmoid kernel.
         hist_bandwidth: Gaussian bandwidth in ``[0, 1]`` units (``None``: one bin width).
-        hist_chunk: pixels per checkpointed chunk (memory ≈ 12·B·C·chunk·bins bytes at peak).
+        hist_chunk: pixels per image handled at a time by the histogram loss (about 150·C bytes per region–pixel
+            pair; bounds its memory, not its result).
         teacher_dim: width of the SPGRM.
         teacher_heads: attention heads in its Prior Fusion Blocks.
         teacher_stride: resolution factor of the teacher's fusion modules: 1 (the paper's, full resolution) or
