@@ -16,9 +16,8 @@ import statistics
 
 import torch
 
-from bench_step import load_ahdr, step
+from bench_step import load_ahdr, step, the_skb
 from semkt_plugin import wrap
-from semkt_plugin.skb import STANDIN, load_skb
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     torch.manual_seed(0)
     frames = [torch.rand(args.batch, 6, args.size, args.size) for _ in range(3)]
     gt = torch.rand(args.batch, 3, args.size, args.size)
-    skb = load_skb("standin") if STANDIN.is_file() else load_skb(None, arch="yolov8n-seg.yaml")
+    skb = the_skb(torch.device("cpu"))
     setups = {}
     for name in ("fp32 eager", "bf16 autocast", f"compile ({args.backend})"):
         torch.manual_seed(0)

@@ -118,10 +118,24 @@ class Config:
             self.skb_weights = str(self.skb_weights)
 
     @property
+    def content_on(self) -> bool:
+        """L_content is enabled and weighted (before the distillation ramp)."""
+        return self.use_content and self.lambda_content > 0
+
+    @property
+    def color_on(self) -> bool:
+        """L_color is enabled and weighted (before the distillation ramp)."""
+        return self.use_color and self.lambda_color > 0
+
+    @property
+    def perceptual_on(self) -> bool:
+        """L_content has a perceptual part: φ must be built."""
+        return self.content_on and self.perceptual_weight > 0
+
+    @property
     def needs_skb(self) -> bool:
         """Whether any enabled part with a non-zero weight reads the SKB."""
-        perceptual = self.use_content and self.lambda_content > 0 and self.perceptual_weight > 0
-        return self.use_priors or (self.use_color and self.lambda_color > 0) or (perceptual and self.perceptual == "skb")
+        return self.use_priors or self.color_on or (self.perceptual_on and self.perceptual == "skb")
 
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes``; unknown names raise with the list of fields."""

@@ -96,8 +96,7 @@ class SemanticTransfer(nn.Module):
             skb = _skb_for(config)
         if skb is not None:
             skb.requires_grad_(False)
-        wants_perceptual = config.use_content and config.lambda_content > 0 and config.perceptual_weight > 0
-        perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if wants_perceptual else None
+        perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if config.perceptual_on else None
         # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
@@ -245,9 +244,9 @@ class SemanticTransfer(nn.Module):
     def _active(self, ramp: float) -> dict[str, bool]:
         """Which distillation terms have a non-zero weight at this ramp."""
         cfg = self.config
-        return {"content": cfg.use_content and ramp * cfg.lambda_content > 0,
-                "color": cfg.use_color and ramp * cfg.lambda_color > 0,
-                "feat": self.skam is not None and ramp * cfg.lambda_feat > 0}
+        return {"content": ramp > 0 and cfg.content_on,
+                "color": ramp > 0 and cfg.color_on,
+                "feat": ramp > 0 and self.skam is not None and cfg.lambda_feat > 0}
 
     def _arm_hooks(self, step: int) -> None:
         """Capture features in the model's forward only when the ``loss()`` call ``step`` will run SKAM."""
