@@ -8,6 +8,7 @@ from .adapter import Adapter, HookPoint
 from .check import check_adapter
 from .config import Config
 from .hookspecs import hookimpl
-from .plugin import SemanticTransfer, wrap
+from .plugin import Strategy, wrap
+from .strategies.skt import SemanticTransfer
 
-__all__ = ["Adapter", "Config", "HookPoint", "SemanticTransfer", "check_adapter", "hookimpl", "wrap"]
+__all__ = ["Adapter", "Config", "HookPoint", "SemanticTransfer", "Strategy", "check_adapter", "hookimpl", "wrap"]

@@ -54,7 +54,7 @@ class Config:
         color_background: add the region "everything no SKB region covers" (``1 − max_n p_m^n``) to L_color, so
             that background pixels count too (FastSAM's masks cover objects, not the whole image).
         distill_gate: distil towards the teacher only at pixels where it is closer to the ground truth than the
-            ORM's output, and towards the ORM's own output (no pull) elsewhere (:func:`semkt_plugin.plugin.gated_target`).
+            ORM's output, and towards the ORM's own output (no pull) elsewhere (:func:`semkt_plugin.strategies.skt.gated_target`).
         distill_start: ``loss()`` calls before any distillation (λ1, λ2, λ_feat are 0 until then): the ORM learns
             at full speed first, and the teacher has learned something before it is distilled.
         distill_warmup: then ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
@@ -142,10 +142,11 @@ class Config:
         return merge(self, changes)
 
 
-def merge(config: Config, changes: Mapping[str, Any]) -> Config:
-    """``config`` with ``changes`` applied; unknown names raise with the list of fields."""
-    known = {f.name for f in dataclasses.fields(Config)}
+def merge(config: Any, changes: Mapping[str, Any]) -> Any:
+    """``config`` (any strategy's settings dataclass) with ``changes`` applied; unknown names raise with the list
+    of fields."""
+    known = {f.name for f in dataclasses.fields(config)}
     unknown = set(changes) - known
     if unknown:
-        raise ValueError(f"unknown Config fields {sorted(unknown)}; fields are {sorted(known)}")
+        raise ValueError(f"unknown {type(config).__name__} fields {sorted(unknown)}; fields are {sorted(known)}")
     return dataclasses.replace(config, **changes)

@@ -10,7 +10,7 @@ from torch import nn
 from conftest import TINY_ADAPTER, TinyHDR
 from semkt_plugin import Adapter, HookPoint
 from semkt_plugin.domain import domain_transfer
-from semkt_plugin.losses import histogram_loss
+from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
 
 FAST = dict(perceptual="skb")

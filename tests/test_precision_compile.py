@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from conftest import TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin.domain import domain_transfer
-from semkt_plugin.losses import histogram_loss
+from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
 
 FAST = dict(perceptual="skb")

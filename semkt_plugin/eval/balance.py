@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..hooks import unwrap_container
-from ..plugin import SemanticTransfer
+from ..strategies.skt import SemanticTransfer
 
 __all__ = ["BalanceReport", "compare", "gradient_balance", "run_balance", "term_gradients", "trainable_parameters"]
 
