@@ -1,15 +1,17 @@
-"""Capture intermediate features of an unmodified model by module name (like timm's ``FeatureHooks``).
+"""Capture (or, for SMHDR, mask) intermediate features of an unmodified model by module name (like timm's
+``FeatureHooks``).
 
-Hooks only read: they return ``None``, so the model computes exactly what it computed before. Each capture is a
+:class:`FeatureHooks` only read: they return ``None``, so the model computes exactly what it computed before. Each capture is a
 ``clone()`` because the next layer may work in place (``LeakyReLU(inplace=True)`` after a hooked conv), which
 would silently overwrite a view and break autograd. A forward pre-hook on the root model starts a new capture
 round, and a forward hook that torch also calls when the forward raises drops that round's captures at once.
+:class:`FeatureMasks` write: their hooks return the masked feature, which the model then computes with.
 """
 from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -58,10 +60,17 @@ def tokens_to_map(tokens: Tensor, aspect: float) -> Tensor:
     pad to a multiple of their window before tokenising.
     """
     b, length, c = tokens.shape
+    h, w = token_grid(length, aspect)
+    return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+
+def token_grid(length: int, aspect: float) -> tuple[int, int]:
+    """``(h, w)`` with ``h·w = length`` closest to the aspect ``h / w = aspect``: how :func:`tokens_to_map` lays
+    out ``length`` tokens."""
     divisors = [h for h in range(1, int(math.isqrt(length)) + 1) if length % h == 0]
     divisors += [length // h for h in divisors]
     h = min(divisors, key=lambda d: abs(math.log(d * d / length / aspect)))
-    return tokens.transpose(1, 2).reshape(b, c, h, length // h)
+    return h, length // h
 
 
 def to_map(x: Tensor, point: HookPoint, aspect: float) -> Tensor:
@@ -187,3 +196,104 @@ class FeatureHooks:
             handle.remove()
         self.handles.clear()
         self.clear()
+
+
+class FeatureMasks:
+    """Forward (or pre-forward) hooks that multiply the features at named modules by a mask (SMHDR's masking).
+
+    Unlike :class:`FeatureHooks`, these hooks change what the model computes: a forward hook returns the masked
+    output, a pre-hook the positional inputs with the masked one in place. In a tuple or list only the
+    ``select``-ed element is replaced. Only the ``call``-th call of a module is masked; ``call=-1`` masks every call,
+    because a hook cannot tell which call is the last before the forward ends (for a module that runs once, the
+    only call is the last). The model's code and parameters stay as they are, and :meth:`remove` leaves no hook.
+
+    Args:
+        model: the model (DataParallel/DDP/compiled wrappers are looked through).
+        points: where to mask.
+        mask_fn: ``mask_fn(i, x)`` for hook point ``i``: ``x`` is the feature as maps ``(B, frames, C, h, w)``
+            (``(B·frames, C, H, W)`` split into its frames; ``(B, L, C)`` tokens laid out as :func:`tokens_to_map`
+            does at :attr:`aspect`); returns the map to multiply with, ``(B, 1 or frames, 1, h, w)``.
+        begin: called at the start of every forward of the root model; returns whether that forward is masked.
+
+    Attributes:
+        aspect: ``H / W`` of the image, to lay out tokens; the owner sets it before the forward.
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[HookPoint], mask_fn: Callable[[int, Tensor], Tensor],
+                 begin: Callable[[], bool]) -> None:
+        self.model = unwrap_container(model)
+        self.points = tuple(points)
+        self.mask_fn, self.begin = mask_fn, begin
+        self.aspect = 1.0
+        self.on = False
+        self.calls = [0] * len(self.points)
+        self.modules = [find_module(self.model, p.path) for p in self.points]
+        self.handles = [self.model.register_forward_pre_hook(self._new_round),
+                        self.model.register_forward_hook(self._end_round, always_call=True)]
+        for i, (point, module) in enumerate(zip(self.points, self.modules)):
+            if point.kind == "pre":
+                self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
+            else:
+                self.handles.append(module.register_forward_hook(self._hook(i, input_side=False)))
+
+    def _new_round(self, module: nn.Module, args: Any) -> None:
+        self.calls = [0] * len(self.points)
+        self.on = False  # stays off if begin() raises
+        self.on = bool(self.begin())
+
+    def _end_round(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.on = False  # a submodule called outside the root model's forward is never masked
+
+    def _hook(self, i: int, input_side: bool):
+        point = self.points[i]
+
+        def hook(module: nn.Module, args: Any, output: Any = None) -> Any:
+            if not self.on:
+                return None
+            n = self.calls[i]
+            self.calls[i] += 1
+            if point.call >= 0 and n != point.call:
+                return None
+            value = args if input_side else output
+            masked = self._mask(i, _pick(value, point.select, point.path))
+            if not isinstance(value, (tuple, list)):
+                return masked
+            items = list(value)
+            items[point.select] = masked
+            if isinstance(value, list):
+                return items
+            return type(value)(*items) if hasattr(value, "_fields") else tuple(items)  # namedtuples too
+
+        if input_side:
+            return lambda module, args: hook(module, args)
+        return hook
+
+    def _mask(self, i: int, x: Tensor) -> Tensor:
+        """``x`` (``(B·frames, C, h, w)`` or ``(B·frames, L, C)``) times ``mask_fn``'s map, in ``x``'s layout."""
+        point = self.points[i]
+        if point.layout == "tokens":
+            if x.ndim != 3:
+                raise ValueError(f"hook point {point.path!r} is declared layout='tokens' but gave {tuple(x.shape)}")
+            h, w = token_grid(x.shape[1], self.aspect)
+            maps = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+        elif x.ndim == 4:
+            maps = x
+        else:
+            raise ValueError(f"hook point {point.path!r} gave shape {tuple(x.shape)}, not a (B, C, H, W) map; "
+                             "declare layout='tokens' for (B, L, C) tokens, or hook another module")
+        n, c, h, w = maps.shape
+        if n % point.frames:
+            raise ValueError(f"hook point {point.path!r} declares frames={point.frames} but its batch is {n}")
+        b = n // point.frames
+        mask = self.mask_fn(i, maps.reshape(b, point.frames, c, h, w))
+        mask = mask.expand(b, point.frames, 1, h, w).reshape(n, 1, h, w).to(x.dtype)
+        if point.layout == "tokens":
+            return x * mask.reshape(n, 1, h * w).transpose(1, 2)  # token l is cell (l // w, l % w), as tokens_to_map
+        return x * mask
+
+    def remove(self) -> None:
+        """Remove every hook."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+        self.on = False

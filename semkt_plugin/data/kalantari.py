@@ -142,6 +142,10 @@ class KalantariDataset(Dataset):
     from the global RNGs, so code that draws random numbers elsewhere (e.g. building extra modules) does not
     change the data.  In DataLoader workers the generator is re-seeded from the worker's seed, which the
     DataLoader derives from its own ``generator`` per epoch and worker.
+
+    With ``regions=True`` each item also holds the scene's cached region map (``masks.npy``, see
+    :mod:`semkt_plugin.data.regions`) as ``(H, W)`` int64 global IDs ``scene_index · 65536 + local ID``, cropped and
+    flipped with the images; every scene's cache is checked against its reference LDR when the dataset is built.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class KalantariDataset(Dataset):
         crop: int | None = None,
         augment: bool = False,
         seed: int | None = None,
+        regions: bool = False,
     ):
         self.dirs = scene_dirs(root, split)
         if not self.dirs:
@@ -159,7 +164,12 @@ class KalantariDataset(Dataset):
         if missing:
             raise ValueError(f"scenes without HDRImg.hdr in {Path(root) / split}: {missing}")
         self.names = [d.name for d in self.dirs]
-        self.crop, self.augment = crop, augment
+        self.crop, self.augment, self.regions = crop, augment, regions
+        if regions:
+            from .regions import load_region_map
+
+            for d in self.dirs:  # fail here, not in a DataLoader worker halfway through an epoch
+                load_region_map(d)
         self._rng, self._rng_key = np.random.default_rng(seed), None
 
     def __len__(self) -> int:
@@ -174,6 +184,8 @@ class KalantariDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         scene = read_scene(self.dirs[index])
         images = [*scene.ldrs, scene.hdr]  # (H, W, 3) each, cropped and flipped together
+        if self.regions:
+            images.append(self._region_map(index, scene.hdr.shape[:2]))
         rng = self._generator()
         if self.crop is not None:
             h, w = scene.hdr.shape[:2]
@@ -186,6 +198,18 @@ class KalantariDataset(Dataset):
                 images = [img[:, ::-1] for img in images]
             if rng.random() < 0.5:
                 images = [img[::-1] for img in images]
+        ids = images.pop() if self.regions else None
         *ldrs, hdr = images
         frames = [torch.from_numpy(x) for x in ahdr_inputs(ldrs, scene.stops)]
-        return *frames, torch.from_numpy(np.ascontiguousarray(hdr.transpose(2, 0, 1)))
+        item = (*frames, torch.from_numpy(np.ascontiguousarray(hdr.transpose(2, 0, 1))))
+        return item if ids is None else (*item, torch.from_numpy(np.ascontiguousarray(ids)))
+
+    def _region_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
+        """``(H, W)`` int64 global region IDs of scene ``index``."""
+        from .regions import SCENE_STRIDE, RegionCacheError, load_region_map
+
+        ids = load_region_map(self.dirs[index], verify=False)  # verified against the LDR in __init__
+        if ids.shape != shape:
+            raise RegionCacheError(f"{self.dirs[index] / 'masks.npy'} has shape {ids.shape}, the scene {shape}; "
+                                   "run build_region_maps(root, split, rebuild=True)")
+        return ids.astype(np.int64) + index * SCENE_STRIDE
