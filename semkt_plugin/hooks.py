@@ -1,10 +1,11 @@
 """Capture (or, for SMHDR, mask) intermediate features of an unmodified model by module name (like timm's
 ``FeatureHooks``).
 
-:class:`FeatureHooks` only read: they return ``None``, so the model computes exactly what it computed before. Each capture is a
-``clone()`` because the next layer may work in place (``LeakyReLU(inplace=True)`` after a hooked conv), which
-would silently overwrite a view and break autograd. A forward pre-hook on the root model starts a new capture
-round, and a forward hook that torch also calls when the forward raises drops that round's captures at once.
+:class:`FeatureHooks` only read: they return ``None``, so the model computes exactly what it computed before.
+Each capture is a ``clone()`` because the next layer may work in place (``LeakyReLU(inplace=True)`` after a
+hooked conv), which would silently overwrite a view and break autograd. A forward pre-hook on the root model
+starts a new capture round, and a forward hook that torch also calls when the forward raises drops that round's
+captures at once.
 :class:`FeatureMasks` write: their hooks return the masked feature, which the model then computes with.
 """
 from __future__ import annotations

@@ -10,6 +10,10 @@ into IDs and writes, next to the scene's files::
 :func:`load_region_map` refuses a cache that does not belong to the scene's current reference LDR.
 ``KalantariDataset(..., regions=True)`` reads the maps and makes the IDs global: ``scene_index · SCENE_STRIDE +
 local ID``, unique per scene and region, which is how ``strategy="smhdr"`` tells the scenes apart.
+
+Unlike SMHDR's files (float32 ``(H, W, 1)``, IDs numbered across scenes, regions under 1000 pixels merged into
+the background), ours hold per-scene IDs and keep every region the SKB finds; SMHDR's own ``masks.npy`` has no
+fingerprint and is refused.
 """
 from __future__ import annotations
 
@@ -147,11 +151,13 @@ def load_region_map(scene_dir: str | Path, verify: bool = True) -> np.ndarray:
     if not path.exists():
         raise RegionCacheError(f"{path} is missing: build the region maps first with build_region_maps(root, split)")
     if not meta.exists():
-        raise RegionCacheError(f"{path} has no fingerprint {meta.name}, so it cannot be checked against the scene; {fix}")
+        raise RegionCacheError(f"{path} has no fingerprint {meta.name}, so it cannot be checked against the "
+                               f"scene; {fix}")
     fingerprint = json.loads(meta.read_text())
     ids = np.load(path)
     if ids.ndim != 2 or list(ids.shape) != fingerprint["shape"]:
-        raise RegionCacheError(f"{path} has shape {ids.shape} but its fingerprint says {tuple(fingerprint['shape'])}; {fix}")
+        raise RegionCacheError(f"{path} has shape {ids.shape} but its fingerprint says "
+                               f"{tuple(fingerprint['shape'])}; {fix}")
     if verify:
         ldr = _reference_ldr(scene_dir)
         if ids.shape != ldr.shape[:2]:

@@ -1,4 +1,4 @@
-"""SMHDR's curriculum semantic masking (Li et al., IJCV 2025; eezkni/SMHDR), ``strategy="smhdr"``.
+"""SMHDR's curriculum semantic masking (IJCV 2025, github.com/eezkni/SMHDR), ``strategy="smhdr"``.
 
 What it hooks: the adapter's hook points, which it masks: the hooks return the feature multiplied by a map, with
 probability ``region_prob`` the region mask (1 on kept regions, 0 on masked ones, resized to the feature by
@@ -242,7 +242,8 @@ class SMHDR(Strategy):
         return True
 
     def _ratios(self, keys: list[int], ratio: float) -> Tensor:
-        """``r_m`` of the regions ``keys`` at the curriculum ratio ``ratio``, ``(K,)`` float32 on the CPU."""
+        """``r_m`` of the regions ``keys`` at the curriculum ratio ``ratio``, ``(K,)`` float32 on the CPU: what
+        :func:`region_ratios` gives over each one's scene, from the shares cached at the last refresh."""
         return torch.tensor([min(1.0, ratio * self._mask_share.get(k, 1.0)) for k in keys], dtype=torch.float32)
 
     def _draw_keep(self, ids: Tensor, ratio: float) -> Tensor:
@@ -318,7 +319,8 @@ class SMHDR(Strategy):
             if (step + 1) % cfg.refresh == 0:
                 self._refresh()
         total = cfg.lambda_region * region
-        self._last = {"region": region.detach(), "ratio": torch.tensor(ratio, dtype=torch.float64), "total": total.detach()}
+        self._last = {"region": region.detach(), "ratio": torch.tensor(ratio, dtype=torch.float64),
+                      "total": total.detach()}
         return total
 
     def _accumulate(self, keys: list[int], inv: Tensor, sq: Tensor) -> None:
@@ -371,4 +373,5 @@ class SMHDR(Strategy):
         self._pending = self._ids = self._keep = None
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, ramp=({self._start}, {self._peak}, {self._end}), mask_unit={self.config.mask_unit!r}"
+        return (f"{super().extra_repr()}, ramp=({self._start}, {self._peak}, {self._end}), "
+                f"mask_unit={self.config.mask_unit!r}")
