@@ -96,7 +96,8 @@ class SmartHDRConfig:
         if self.total_steps is not None and (isinstance(self.total_steps, bool) or self.total_steps < 1):
             raise ValueError(f"total_steps must be a positive int or None, got {self.total_steps!r}")
         if isinstance(self.judge_point, bool) or not isinstance(self.judge_point, int) or self.judge_point < 0:
-            raise ValueError(f"judge_point must be an index (int >= 0) into the adapter's hooks, got {self.judge_point!r}")
+            raise ValueError(f"judge_point must be an index (int >= 0) into the adapter's hooks, "
+                             f"got {self.judge_point!r}")
         if self.patch < 1:
             raise ValueError(f"patch must be at least 1, got {self.patch}")
         for name in ("patch_threshold", "pixel_threshold"):
@@ -285,19 +286,20 @@ def ema_update(mean: nn.Module, live: nn.Module, alpha: float) -> None:
 
 
 class SmartHDR(Strategy):
-    """SmartHDR's state and its two loss terms. Built by :func:`semkt_plugin.wrap` (``strategy="smarthdr"``)."""
+    """SmartHDR's state and its two loss terms. Built by :func:`semkt_plugin.wrap` (``strategy="smarthdr"``).
+
+    ``skb`` is accepted because every strategy is built alike; SmartHDR has no semantic prior and ignores it.
+    """
 
     name = "smarthdr"
     config_class = SmartHDRConfig
 
-    def __init__(self, model: nn.Module, adapter: Adapter, config: SmartHDRConfig, skb: nn.Module | None = None) -> None:
+    def __init__(self, model: nn.Module, adapter: Adapter, config: SmartHDRConfig,
+                 skb: nn.Module | None = None) -> None:
         super().__init__(model, adapter, config)
         core = unwrap_container(model)
         self.warmup_steps = config.warmup_steps  # a fractional warm-up without total_steps fails here, not mid-run
-        if not config.judge_point < len(adapter.hooks):
-            raise ValueError(f"judge_point={config.judge_point} but adapter {adapter.name!r} has "
-                             f"{len(adapter.hooks)} hook point(s); the judge reads one of them")
-        point: HookPoint = adapter.hooks[config.judge_point]
+        point = self._judge_point(adapter, config)
         channels = point_channels(point, find_module(core, point.path))
         if channels is None:
             raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
@@ -321,6 +323,13 @@ class SmartHDR(Strategy):
         self._terms: dict[str, Tensor] = {}
         device = next(iter(core.parameters()), torch.empty(0)).device
         self.to(device)
+
+    @staticmethod
+    def _judge_point(adapter: Adapter, config: SmartHDRConfig) -> HookPoint:
+        if not config.judge_point < len(adapter.hooks):
+            raise ValueError(f"judge_point={config.judge_point} but adapter {adapter.name!r} has "
+                             f"{len(adapter.hooks)} hook point(s); the judge reads one of them")
+        return adapter.hooks[config.judge_point]
 
     @property
     def semi_supervised(self) -> bool:
@@ -374,7 +383,8 @@ class SmartHDR(Strategy):
                 sigma = self._sigma(self.judge, self.hooks, tuple(hs.shape[-2:]))
             except RuntimeError as err:
                 raise RuntimeError(f"{err} SmartHDR: call skt.loss(output, target) right after the forward that "
-                                   "made output, and before skt.unlabelled_loss(...), which runs the model again.") from err
+                                   "made output, and before skt.unlabelled_loss(...), which runs the model "
+                                   "again.") from err
             k_s = uncertainty_loss(hs, ts, sigma, None, cfg.sigma_min)
             if torch.is_grad_enabled():
                 self._advance()
@@ -460,8 +470,14 @@ class SmartHDR(Strategy):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
 
+    @classmethod
+    def hook_plan(cls, adapter: Adapter, config: SmartHDRConfig) -> list[tuple[str, str]]:
+        """The one read hook on the model, where the judge reads its feature (the teacher's twin is not listed:
+        the teacher is the plugin's own copy)."""
+        return [(cls._judge_point(adapter, config).path, "read by the judge (SmartHDR)")]
+
     def hooked(self) -> list[tuple[str, str]]:
-        return [(p.path, "read by the judge (SmartHDR)") for p in self.hooks.points]
+        return self.hook_plan(self.adapter, self.config)
 
     def _remove_hooks(self) -> None:
         self.hooks.remove()
