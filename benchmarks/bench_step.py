@@ -16,8 +16,13 @@ Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
 reports the peak above what it held before the first step.
 
+Strategies (``--strategies``): one step of each strategy against the ORM's, side by side as the rungs are:
+SMHDR while its curriculum masks (region maps given), SmartHDR in its semi-supervised phase (a labelled batch and
+an unlabelled batch of the same size per step: the teacher's forward, a second forward and backward of the model).
+
     python benchmarks/bench_step.py                                   # the README's two set-ups
     python benchmarks/bench_step.py --setup 16:128:2 --config '{"teacher_stride": 2}'
+    python benchmarks/bench_step.py --strategies                      # the three strategies' step cost
 """
 from __future__ import annotations
 
@@ -83,6 +88,62 @@ def build(rung: str, feat: int, skb, config: dict, device: torch.device):
     skt = None if changes is None else wrap(model, "ahdr", skb=skb, **{**OFFLINE, **config, **changes})
     params = [*model.parameters(), *(skt.parameters() if skt is not None else [])]
     return model, skt, torch.optim.Adam(params, 1e-4)
+
+
+STRATEGIES = {  # row: (strategy, settings) as measured; None is the ORM alone
+    "ORM": None,
+    "+ semkt (skt)": ("skt", OFFLINE),
+    "+ SMHDR": ("smhdr", {"ramp_start": 0, "ramp_peak": 1, "ramp_end": 10**9}),  # masking at its peak ratio
+    "+ SmartHDR": ("smarthdr", {"warmup": 0}),  # semi-supervised from the first step
+}
+
+
+def strategy_step(model, opt, frames, gt, regions, skt=None) -> float:
+    """Seconds of one training step of ``skt``'s strategy (the ORM's own when ``None``), loops as in the README."""
+    if gt.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    if skt is not None and skt.name == "smhdr":
+        skt.regions(regions)
+    out = model(*frames)
+    loss = F.l1_loss(out, gt)
+    if skt is not None:
+        loss = loss + skt.loss(out, gt)
+        if skt.name == "smarthdr":
+            loss = loss + skt.unlabelled_loss([f.flip(-1) for f in frames])  # another batch, same size
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if gt.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def run_strategies(feat: int, size: int, batch: int, steps: int, device: torch.device, skb) -> None:
+    frames, gt = data(batch, size, device)
+    # blocks of 16 px as regions, different per sample: the mask draw and the per-region tables have work to do
+    blocks = torch.arange((size // 16) ** 2, device=device).view(1, size // 16, size // 16)
+    regions = (blocks + 1000 * torch.arange(batch, device=device).view(-1, 1, 1)).repeat_interleave(16, 1)
+    regions = regions.repeat_interleave(16, 2)
+    rows = {}
+    for row, spec in STRATEGIES.items():
+        torch.manual_seed(0)
+        model = load_ahdr(feat).to(device)
+        skt = None if spec is None else wrap(model, "ahdr", skb=skb if spec[0] == "skt" else None, strategy=spec[0],
+                                             **spec[1])
+        params = [*model.parameters(), *(skt.parameters() if skt is not None else [])]
+        rows[row] = (model, skt, torch.optim.Adam(params, 1e-4))
+    times: dict[str, list[float]] = {row: [] for row in rows}
+    for i in range(steps + 1):
+        for row, (model, skt, opt) in rows.items():
+            t = strategy_step(model, opt, frames, gt, regions, skt)
+            if i:
+                times[row].append(t)
+    best = {row: min(v) for row, v in times.items()}
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\nstrategies: AHDR nFeat={feat}, batch {batch}, {size}x{size}, {where}, fastest of {steps} steps")
+    for row, t in best.items():
+        print(f"  {row:<16} {t * 1000:7.0f} ms  {t / best['ORM']:5.2f}x the ORM's step")
 
 
 def data(batch: int, size: int, device: torch.device):
@@ -188,6 +249,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--config", default="{}", help="semkt Config changes as JSON, for every rung")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--strategies", action="store_true", help="the step of each strategy instead of the ladder")
     parser.add_argument("--child", choices=list(LADDER), help=argparse.SUPPRESS)
     args = parser.parse_args()
     config = json.loads(args.config)
@@ -201,7 +263,10 @@ def main() -> None:
     device = torch.device(args.device)
     skb = the_skb(device)
     for feat, size, batch in setups:
-        run_setup(feat, size, batch, args.steps, config, device, skb)
+        if args.strategies:
+            run_strategies(feat, size, batch, args.steps, device, skb)
+        else:
+            run_setup(feat, size, batch, args.steps, config, device, skb)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ class PointReport:
     fired: int
     shape: tuple[int, ...] | None  # after the layout rules; None if it never fired
     channels: int | None  # what wrap() will build SKAM for
+    uses: list[str]  # what each strategy does there, with its default settings
 
 
 @dataclass
@@ -45,7 +46,21 @@ class CheckReport:
             status = "ok" if p.fired and p.shape and p.shape[1] == p.channels else "PROBLEM"
             lines.append(f"  {status:7} {p.kind:7} {p.path:40} fired {p.fired}x  map {p.shape}  "
                          f"channels {p.channels}")
+            lines.append(f"  {'':15} {'; '.join(p.uses) if p.uses else 'used by no strategy'}")
         return "\n".join(lines)
+
+
+def strategy_uses(adapter: Adapter) -> dict[str, list[str]]:
+    """Hook path → ``"<strategy>: <what it does there>"`` for every strategy at its default settings."""
+    from .plugin import default_config
+    from .strategies import STRATEGIES, get_strategy
+
+    uses: dict[str, list[str]] = {}
+    for name in STRATEGIES:
+        cls = get_strategy(name)
+        for path, what in cls.hook_plan(adapter, default_config(cls, adapter)):
+            uses.setdefault(path, []).append(f"{name}: {what}")
+    return uses
 
 
 def check_adapter(model: nn.Module, adapter: str | Adapter | Mapping[str, Any],
@@ -68,12 +83,13 @@ def check_adapter(model: nn.Module, adapter: str | Adapter | Mapping[str, Any],
             output = model(*sample_inputs)
         h_in = select_output(output, adapter.output).detach()
         aspect = h_in.shape[-2] / h_in.shape[-1]
+        uses = strategy_uses(adapter)
         points = []
         for i, (point, module) in enumerate(zip(adapter.hooks, hooks.modules)):
             captured: Tensor | None = hooks.captured.get(i)
             shape = tuple(to_map(captured, point, aspect).shape) if captured is not None else None
             points.append(PointReport(point.path, point.kind, hooks.calls[i], shape,
-                                      point_channels(point, module)))
+                                      point_channels(point, module), uses.get(point.path, [])))
     finally:
         hooks.remove()
     return CheckReport(adapter, points, tuple(h_in.shape), (float(h_in.min()), float(h_in.max())))

@@ -108,9 +108,15 @@ class Strategy(nn.Module):
         """The components of the last :meth:`loss` call (unweighted), and ``total``."""
         return {k: float(v) for k, v in self._last.items()}
 
+    @classmethod
+    def hook_plan(cls, adapter: Adapter, config: Any) -> list[tuple[str, str]]:
+        """``(module path, what the strategy does there)`` for the hooks it places with these settings (read by
+        ``semkt check`` before anything is built)."""
+        return []
+
     def hooked(self) -> list[tuple[str, str]]:
         """``(module path, what the strategy does there)`` for every hook it placed on the model."""
-        return []
+        return type(self).hook_plan(self.adapter, self.config)
 
     def _remove_hooks(self) -> None:
         """Remove every hook this strategy placed on the model."""

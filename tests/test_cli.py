@@ -24,6 +24,14 @@ def test_check_reports_each_hook_point(capsys):
     assert out.count("ok      forward") == 3 and "fired 1x  map (1, 8, 16, 16)  channels 8" in out
 
 
+def test_check_says_what_each_strategy_does_at_each_hook_point(capsys):
+    assert main(["check", *AHDR, "--adapter", "ahdr", *INPUTS]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    uses = {lines[i].split()[2]: lines[i + 1].strip() for i in range(len(lines)) if lines[i].startswith("  ok ")}
+    assert uses["conv2"] == "skt: read for SKAM; smhdr: masked in training; smarthdr: read by the judge"
+    assert uses["RDB2"] == uses["conv_up"] == "skt: read for SKAM; smhdr: masked in training"
+
+
 def test_check_names_the_closest_modules_for_a_misspelled_path(tmp_path):
     adapter = tmp_path / "typo.yaml"
     adapter.write_text("name: typo\nhooks: [conv_2, RDB2]\n")

@@ -48,3 +48,20 @@ def test_demo_ablation_flag_switches_a_component_off(tmp_path):
     (run,) = results["runs"]["AHDR + semkt (w/o SKAM)"]
     assert run["semkt"]["use_skam"] is False
     assert "feat" not in run["train"]["semkt_losses"][-1]
+
+
+@pytest.mark.slow
+def test_demo_gives_each_strategy_a_row_paired_with_its_own_baseline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    toy = [*TOY]
+    toy[toy.index("--n_train") + 1] = "4"
+    assert cli.main(["demo", "--out", str(out), *toy, "--strategy", "smhdr", "smarthdr"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["runs"]) == ["AHDR", "AHDR + SMHDR", "AHDR, 0.25 labelled", "AHDR, 0.25 labelled + SmartHDR"]
+    assert results["summary"]["AHDR + SMHDR"]["vs"] == "AHDR"
+    assert results["summary"]["AHDR, 0.25 labelled + SmartHDR"]["vs"] == "AHDR, 0.25 labelled"
+    assert "gain" not in results["summary"]["AHDR, 0.25 labelled"]
+    (smart,) = results["runs"]["AHDR, 0.25 labelled + SmartHDR"]
+    assert "--labelled_fraction" in smart["args"] and smart["args"][smart["args"].index("--strategy") + 1] == "smarthdr"
+    printed = capsys.readouterr().out
+    assert "AHDR, 0.25 labelled + SmartHDR  (vs AHDR, 0.25 labelled)" in printed

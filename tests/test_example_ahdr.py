@@ -57,3 +57,37 @@ def test_semkt_flag_trains_and_saves_plain_ahdr_weights(example, tmp_path):
     base_state, semkt_state = torch.load(base["checkpoint"]), torch.load(semkt["checkpoint"])
     assert list(semkt_state) == list(base_state)
     assert all(semkt_state[k].shape == v.shape for k, v in base_state.items())
+
+
+@pytest.mark.slow  # builds the region maps with the stand-in SKB
+def test_smhdr_strategy_caches_region_maps_and_masks_in_training(example, tmp_path):
+    train, _ = example
+    data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
+    config = tmp_path / "smhdr.json"
+    config.write_text('{"ramp_start": 0, "ramp_peak": 1, "ramp_end": 3}')  # masking from the first step
+    common = ["--data_dir", str(data), "--steps", "3", "--batchsize", "2", "--crop", "32", *TINY]
+    base = train.main([*common, "--trained_model_dir", str(tmp_path / "base")])
+    run = train.main([*common, "--trained_model_dir", str(tmp_path / "smhdr"), "--semkt", "--strategy", "smhdr",
+                      "--skb", "standin", "--semkt_config", str(config)])
+    assert all((d / "masks.npy").exists() for d in (data / "Training").iterdir())
+    assert [r["ratio"] for r in run["semkt_losses"]][1] > 0 and all(math.isfinite(l) for l in run["losses"])
+    assert run["losses"][0] == base["losses"][0]  # ratio 0 at step 0: the same forward as the baseline
+    assert list(torch.load(run["checkpoint"])) == list(torch.load(base["checkpoint"]))
+
+
+def test_labelled_fraction_and_smarthdr_use_the_other_scenes_unlabelled(example, tmp_path):
+    train, _ = example
+    assert train.labelled_scenes(8, 0.25) == [0, 4] and train.labelled_scenes(3, 0.1) == [0]
+    data = generate_dataset(tmp_path / "data", n_train=4, n_test=1, size=(32, 32), seed=0)
+    common = ["--data_dir", str(data), "--steps", "2", "--batchsize", "1", "--crop", "32", *TINY,
+              "--labelled_fraction", "0.5"]
+    few = train.main([*common, "--trained_model_dir", str(tmp_path / "few")])
+    config = tmp_path / "smart.json"
+    config.write_text('{"warmup": 1}')
+    run = train.main([*common, "--trained_model_dir", str(tmp_path / "smart"), "--semkt", "--strategy", "smarthdr",
+                      "--semkt_config", str(config)])
+    assert run["losses"][0] == few["losses"][0]  # same labelled batch, same initial weights
+    warm, semi = run["semkt_losses"]
+    assert warm["u_l1"] == 0 and semi["u_l1"] > 0 and 0 < semi["kept"] <= 1
+    with pytest.raises(SystemExit, match="unlabelled scenes"):
+        train.main([*common[:-2], "--trained_model_dir", str(tmp_path / "x"), "--semkt", "--strategy", "smarthdr"])

@@ -296,7 +296,7 @@ def test_only_the_judge_trains_and_unwrap_leaves_the_model_as_is():
     torch.manual_seed(0)
     keys = list(TinyHDR().state_dict())
     model, skt, opt = _tiny()
-    assert skt.hooked() == [("conv1", "read by the judge (SmartHDR)")]
+    assert skt.hooked() == [("conv1", "read by the judge")]
     trainable = {n for n, p in skt.named_parameters() if p.requires_grad}
     assert trainable == {n for n, _ in skt.judge.named_parameters(prefix="judge")}
     assert not any(k.startswith("model.") for k in skt.state_dict())

@@ -437,7 +437,7 @@ def _train_replica(model, adapter, size):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert skt.hooked() == [(p.path, "masked (SMHDR)") for p in skt.adapter.hooks]
+    assert skt.hooked() == [(p.path, "masked in training") for p in skt.adapter.hooks]
     skt.unwrap()
     assert _hooks_left(model) == 0
 

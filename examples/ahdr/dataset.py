@@ -6,9 +6,10 @@ from pathlib import Path
 from semkt_plugin.data.kalantari import KalantariDataset
 
 
-def training_set(data_dir: str | Path, crop: int, seed: int) -> KalantariDataset:
-    """Random ``crop × crop`` patches of ``<data_dir>/Training`` with flips, as upstream trains, drawn from ``seed``."""
-    return KalantariDataset(data_dir, "Training", crop=crop, augment=True, seed=seed)
+def training_set(data_dir: str | Path, crop: int, seed: int, regions: bool = False) -> KalantariDataset:
+    """Random ``crop × crop`` patches of ``<data_dir>/Training`` with flips, as upstream trains, drawn from ``seed``;
+    with ``regions``, each item also has its crop of the scene's region map (SMHDR's ``masks.npy``)."""
+    return KalantariDataset(data_dir, "Training", crop=crop, augment=True, seed=seed, regions=regions)
 
 
 def test_set(data_dir: str | Path) -> KalantariDataset:

@@ -2,6 +2,9 @@
 
     python train.py --data_dir data/kalantari --steps 2000            # baseline
     python train.py --data_dir data/kalantari --steps 2000 --semkt    # + Semantic Knowledge Transfer
+    python train.py --data_dir data/kalantari --steps 2000 --semkt --strategy smhdr      # + SMHDR masking
+    python train.py --data_dir data/kalantari --steps 2000 --labelled_fraction 0.25     # a quarter labelled
+    python train.py --data_dir data/kalantari --steps 2000 --labelled_fraction 0.25 --semkt --strategy smarthdr
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn import init
 from torch.optim import Adam
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset, SubsetRandomSampler
 from tqdm import tqdm
 
 from dataset import training_set
@@ -48,8 +51,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="where to train (default: the GPU when there is one)")
     parser.add_argument("--semkt", action="store_true", help="add Semantic Knowledge Transfer (semkt_plugin)")
-    parser.add_argument("--semkt_config", default=None, help="JSON object of semkt_plugin.Config fields to change (with --semkt)")
+    parser.add_argument("--semkt_config", default=None, help="JSON object of the strategy's settings to change (with --semkt)")
+    parser.add_argument("--strategy", default="skt", choices=("skt", "smhdr", "smarthdr"),
+                        help="with --semkt: skt (Semantic Knowledge Transfer), smhdr (curriculum semantic masking) "
+                             "or smarthdr (semi-supervised; the scenes left out by --labelled_fraction are unlabelled)")
+    parser.add_argument("--labelled_fraction", type=float, default=1.0,
+                        help="train on this fraction of the training scenes only (evenly spaced in name order); "
+                             "with --strategy smarthdr the others are used without their ground truth")
+    parser.add_argument("--skb", default="FastSAM-s.pt",
+                        help="with --strategy smhdr: the SKB that builds each scene's region map (masks.npy, once)")
     return parser.parse_args(argv)
+
+
+def labelled_scenes(n: int, fraction: float) -> list[int]:
+    """Indices of ``round(fraction·n)`` scenes (at least one), evenly spaced over the ``n`` in name order."""
+    if not 0 < fraction <= 1:
+        raise SystemExit(f"--labelled_fraction must be in (0, 1], got {fraction}")
+    k = max(1, round(fraction * n))
+    return sorted({int(i * n / k) for i in range(k)})
 
 
 def weights_init_kaiming(m: torch.nn.Module) -> None:
@@ -64,16 +83,33 @@ def main(argv: list[str] | None = None) -> dict:
     and with ``--semkt`` also ``"semkt_losses"``: semkt's loss components of each step.
     """
     args = parse_args(argv)
-    torch.manual_seed(args.seed)
+    smhdr = args.semkt and args.strategy == "smhdr"
+    smarthdr = args.semkt and args.strategy == "smarthdr"
+    if smhdr:  # SMHDR's masks.npy: one region map per training scene, computed once and reused by later runs
+        from semkt_plugin.data.regions import build_region_maps
+        from semkt_plugin.skb import load_skb
 
+        build_region_maps(args.data_dir, skb=load_skb(args.skb))
+    torch.manual_seed(args.seed)  # after the region maps: loading the SKB draws random numbers
+
+    scenes = training_set(args.data_dir, args.crop, args.seed, regions=smhdr)
+    labelled = labelled_scenes(len(scenes), args.labelled_fraction)
     # the data have their own seeded generators: the same batches whatever else draws random numbers
     loader = DataLoader(
-        training_set(args.data_dir, args.crop, args.seed),
+        Subset(scenes, labelled) if len(labelled) < len(scenes) else scenes,
         batch_size=args.batchsize,
         shuffle=True,
         num_workers=args.num_workers,
         generator=torch.Generator().manual_seed(args.seed),
     )
+    if smarthdr:
+        unlabelled = [i for i in range(len(scenes)) if i not in set(labelled)]
+        if not unlabelled:
+            raise SystemExit("--strategy smarthdr needs unlabelled scenes: set --labelled_fraction below 1")
+        unlabelled_loader = DataLoader(training_set(args.data_dir, args.crop, args.seed + 1), batch_size=args.batchsize,
+                                       sampler=SubsetRandomSampler(unlabelled, torch.Generator().manual_seed(args.seed + 1)),
+                                       num_workers=args.num_workers)
+        unlabelled_batches = itertools.chain.from_iterable(itertools.repeat(unlabelled_loader))
     model = AHDR(args)
     model.apply(weights_init_kaiming)
     model.to(args.device)  # before wrap: the plugin follows the model's device
@@ -82,7 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
         from semkt_plugin import wrap
 
         overrides = json.loads(Path(args.semkt_config).read_text()) if args.semkt_config else {}
-        skt = wrap(model, adapter="ahdr", **overrides)
+        if args.strategy != "skt":  # their schedules (curriculum, warm-up) are fractions of the run
+            overrides = {"total_steps": args.steps, **overrides}
+        skt = wrap(model, adapter="ahdr", strategy=args.strategy, **overrides)
         params = [*model.parameters(), *skt.parameters()]
     optimizer = Adam(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
 
@@ -90,16 +128,21 @@ def main(argv: list[str] | None = None) -> dict:
     losses, semkt_losses = [], []
     start = time.time()
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
-    for step in tqdm(range(1, args.steps + 1), desc="train AHDR" + (" + semkt" if args.semkt else "")):
+    for step in tqdm(range(1, args.steps + 1), desc="train AHDR" + (f" + semkt {args.strategy}" if args.semkt else "")):
         for group in optimizer.param_groups:  # upstream: lr × 0.1 for the last 20% of training
             group["lr"] = args.lr if step <= 0.8 * args.steps else 0.1 * args.lr
-        x1, x2, x3, gt = (t.to(args.device) for t in next(batches))
+        x1, x2, x3, gt, *regions = (t.to(args.device) for t in next(batches))
         optimizer.zero_grad()
+        if smhdr:
+            skt.regions(regions[0])  # the region maps of this batch mask the features of the next forward
         out = model(x1, x2, x3)
         loss = F.l1_loss(range_compressor(out), range_compressor(gt))
         losses.append(loss.item())
         if args.semkt:
             loss = loss + skt.loss(out, gt)
+            if smarthdr:
+                u1, u2, u3, _ = (t.to(args.device) for t in next(unlabelled_batches))  # their labels unused
+                loss = loss + skt.unlabelled_loss([u1, u2, u3])
             semkt_losses.append(skt.last_losses)
         loss.backward()
         optimizer.step()

@@ -24,6 +24,7 @@ from ..domain import mu_law
 from .paired import EXAMPLE_DIR, Training, Variant, paired_runs
 from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, schedule, summarise, training_curves
 
+STRATEGY_ROWS = ("skt", "smhdr", "smarthdr")
 FLAGS = {"no_content": "w/o L_content", "no_color": "w/o L_color", "no_skam": "w/o SKAM", "no_priors": "w/o priors"}
 
 
@@ -46,7 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
     parser.add_argument("--seed", type=int, default=0, help="first seed")
     parser.add_argument("--seeds", type=int, default=2, help="paired runs, seeds seed, seed+1, ...")
-    parser.add_argument("--config", default="{}", help='JSON of semkt Config fields, e.g. \'{"lambda_feat": 0.1}\'')
+    parser.add_argument("--strategy", nargs="+", choices=STRATEGY_ROWS, default=["skt"],
+                        help="which strategies get a row: skt (Semantic Knowledge Transfer, against AHDR), smhdr "
+                             "(against AHDR), smarthdr (against AHDR trained on the --labelled_fraction alone)")
+    parser.add_argument("--labelled_fraction", type=float, default=0.25,
+                        help="smarthdr: the share of training scenes with their ground truth")
+    parser.add_argument("--config", default="{}", help='JSON of semkt Config fields (skt), e.g. \'{"lambda_feat": 0.1}\'')
     for flag, name in FLAGS.items():
         parser.add_argument(f"--{flag}", action="store_true", help=f"ablation: semkt with {ABLATIONS[name]}=False")
     parser.add_argument("--skb", default=OFFLINE["skb_weights"], help="semkt Config.skb_weights ('standin' works offline)")
@@ -119,6 +125,21 @@ def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
     plt.close(fig)
 
 
+def strategy_variants(args: argparse.Namespace, semkt: dict, off: list[str]) -> list[Variant]:
+    """The baseline and one arm per asked strategy; SmartHDR pairs with AHDR trained on its labelled scenes alone."""
+    arms = [Variant(BASELINE)]
+    if "skt" in args.strategy:
+        arms.append(Variant("AHDR + semkt" + (f" ({', '.join(off)})" if off else ""), semkt))
+    if "smhdr" in args.strategy:
+        arms.append(Variant("AHDR + SMHDR", {}, "smhdr", ["--skb", args.skb]))
+    if "smarthdr" in args.strategy:
+        share = ["--labelled_fraction", str(args.labelled_fraction)]
+        few = f"AHDR, {args.labelled_fraction:g} labelled"
+        arms += [Variant(few, None, args=share),
+                 Variant(f"{few} + SmartHDR", {}, "smarthdr", share, pairs_with=few)]
+    return arms
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the demo; returns what ``results.json`` holds: the settings, the summary and, per method, its runs."""
     args = parse_args(argv)
@@ -128,12 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
     off = [name for flag, name in FLAGS.items() if getattr(args, flag)]
     semkt = {"skb_weights": args.skb, "perceptual": args.perceptual, **schedule(args.steps), **json.loads(args.config),
              **{ABLATIONS[name]: False for name in off}}
-    name = "AHDR + semkt" + (f" ({', '.join(off)})" if off else "")
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
                      args.nDenselayer, args.example_dir)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    runs = paired_runs(setup, [Variant(BASELINE), Variant(name, semkt)], seeds, out)
-    summary = summarise(runs)
+    arms = strategy_variants(args, semkt, off)
+    runs = paired_runs(setup, arms, seeds, out)
+    summary = summarise(runs, {v.name: v.pairs_with for v in arms if v.pairs_with})
     table = format_table(summary)
     test_scenes = len(scene_dirs(data, "Test"))
     print(f"\n{test_scenes} {args.scenes if not args.data else ''} test scenes, {args.steps} steps per run, "

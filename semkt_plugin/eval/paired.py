@@ -69,10 +69,21 @@ class Training:
 
 @dataclass
 class Variant:
-    """One arm of the experiment: ``semkt=None`` is the baseline, else the semkt Config fields it changes."""
+    """One arm of the experiment.
+
+    Attributes:
+        name: its row in the tables.
+        semkt: ``None`` trains the model alone, else the strategy's settings it changes (``{}``: its defaults).
+        strategy: which semkt strategy (``wrap(strategy=...)``).
+        args: further ``train.py`` arguments, e.g. ``["--labelled_fraction", "0.25"]``.
+        pairs_with: the arm its gains are measured against (``None``: the experiment's baseline).
+    """
 
     name: str
     semkt: dict[str, Any] | None = field(default=None)
+    strategy: str = "skt"
+    args: list[str] = field(default_factory=list)
+    pairs_with: str | None = None
 
 
 def run(train: ModuleType, test: ModuleType, setup: Training, variant: Variant, seed: int, run_dir: Path) -> dict:
@@ -82,11 +93,13 @@ def run(train: ModuleType, test: ModuleType, setup: Training, variant: Variant, 
         ``{"seed", "variant", "args", "train": train.main's summary, "test": test.main's metrics, "results_dir"}``.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    args = [*setup.train_args(), "--seed", str(seed), "--trained_model_dir", str(run_dir)]
+    args = [*setup.train_args(), *variant.args, "--seed", str(seed), "--trained_model_dir", str(run_dir)]
     if variant.semkt is not None:
         config = run_dir / "semkt.json"
         config.write_text(json.dumps(variant.semkt, sort_keys=True) + "\n")
         args += ["--semkt", "--semkt_config", str(config)]
+        if variant.strategy != "skt":  # left out for the default, so records of earlier runs still match
+            args += ["--strategy", variant.strategy]
     record = run_dir / "run.json"
     if record.exists():
         done = json.loads(record.read_text())

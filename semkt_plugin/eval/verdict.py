@@ -78,15 +78,18 @@ def variants(config: dict, ablations: bool, named: list[str] = ()) -> list[Varia
     return rows
 
 
-def summarise(runs: dict[str, list[dict]]) -> dict[str, dict]:
-    """Per variant: mean metrics over seeds and, for all but the baseline, the paired gains of each metric."""
-    base = runs[BASELINE]
+def summarise(runs: dict[str, list[dict]], pairs: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per variant: mean metrics over seeds and, for all but the baselines, the paired gains of each metric against
+    its own baseline (``pairs[name]``, else :data:`BASELINE`)."""
+    pairs = pairs or {}
     summary = {}
     for name, seeds in runs.items():
+        base = runs[pairs.get(name, BASELINE)]
         entry = {"mean": {k: sum(r["test"][k] for r in seeds) / len(seeds) for k, _ in METRICS},
                  "train_seconds": sum(r["train"]["seconds"] for r in seeds) / len(seeds),
                  "seeds": [r["seed"] for r in seeds]}
-        if name != BASELINE:
+        if name != BASELINE and name not in pairs.values():
+            entry["vs"] = pairs.get(name, BASELINE)
             entry["gain"] = {k: paired_gain([r["test"][k] for r in seeds], [b["test"][k] for b in base]).to_dict()
                              for k in GAIN_METRICS}
         summary[name] = entry
@@ -99,17 +102,20 @@ def _cell(metric: str, value: float) -> str:
 
 def format_table(summary: dict[str, dict]) -> str:
     """Means per variant, then per semkt variant its gains: mean [95 % CI] and every seed's gain."""
-    head = f"{'Method':<30}" + "".join(f"{label:>9}" for _, label in METRICS) + f"{'train s':>9}"
+    width = max(30, *(len(name) + 2 for name in summary))
+    head = f"{'Method':<{width}}" + "".join(f"{label:>9}" for _, label in METRICS) + f"{'train s':>9}"
     lines = [head, "-" * len(head)]
     for name, entry in summary.items():
-        lines.append(f"{name:<30}" + "".join(f"{_cell(k, entry['mean'][k]):>9}" for k, _ in METRICS)
+        lines.append(f"{name:<{width}}" + "".join(f"{_cell(k, entry['mean'][k]):>9}" for k, _ in METRICS)
                      + f"{entry['train_seconds']:9.0f}")
     labels = dict(METRICS)
-    lines += ["", "gain over AHDR at the same seed (SSIM-μ ×100): mean [95 % CI]; per seed"]
+    own = any(entry.get("vs", BASELINE) != BASELINE for entry in summary.values())
+    over = "its baseline" if own else BASELINE
+    lines += ["", f"gain over {over} at the same seed (SSIM-μ ×100): mean [95 % CI]; per seed"]
     for name, entry in summary.items():
         if "gain" not in entry:
             continue
-        lines.append(name)
+        lines.append(f"{name}  (vs {entry['vs']})" if own else name)
         for k in GAIN_METRICS:
             g, scale = entry["gain"][k], 100 if k.startswith("ssim") else 1
             ci = "[n/a]" if g["ci"] is None else f"[{g['ci'][0] * scale:+.2f}, {g['ci'][1] * scale:+.2f}]"
@@ -125,7 +131,7 @@ def training_curves(ax, runs: dict[str, dict]) -> None:
     smooth = lambda v: np.convolve(v, np.ones(20) / 20, mode="valid") if len(v) >= 20 else np.asarray(v)  # noqa: E731
     for name, run in runs.items():
         ax.plot(smooth(run["train"]["losses"]), label=name, linewidth=0.8)
-        teacher = [parts["spg"] for parts in run["train"].get("semkt_losses", [])]
+        teacher = [parts["spg"] for parts in run["train"].get("semkt_losses", []) if "spg" in parts]  # skt only
         if teacher:
             ax.plot(smooth(teacher), label="its teacher Ĥ_s (L_spg)", linewidth=0.8, linestyle="--")
     ax.set_yscale("log")

@@ -221,8 +221,9 @@ class SemanticTransfer(Strategy):
         """
         return sum(self.loss_terms(output, target).values())  # loss_terms builds its dict in a fixed order
 
-    def hooked(self) -> list[tuple[str, str]]:
-        return [(p.path, "read for SKAM") for p in self.hooks.points] if self.hooks is not None else []
+    @classmethod
+    def hook_plan(cls, adapter: Adapter, config: Config) -> list[tuple[str, str]]:
+        return [(p.path, "read for SKAM") for p in adapter.hooks] if config.use_skam else []
 
     def _remove_hooks(self) -> None:
         if self.hooks is not None:

@@ -474,10 +474,7 @@ class SmartHDR(Strategy):
     def hook_plan(cls, adapter: Adapter, config: SmartHDRConfig) -> list[tuple[str, str]]:
         """The one read hook on the model, where the judge reads its feature (the teacher's twin is not listed:
         the teacher is the plugin's own copy)."""
-        return [(cls._judge_point(adapter, config).path, "read by the judge (SmartHDR)")]
-
-    def hooked(self) -> list[tuple[str, str]]:
-        return self.hook_plan(self.adapter, self.config)
+        return [(cls._judge_point(adapter, config).path, "read by the judge")]
 
     def _remove_hooks(self) -> None:
         self.hooks.remove()

@@ -365,8 +365,9 @@ class SMHDR(Strategy):
         self._update_tables()
         self._generator.set_state(state["generator"].cpu())
 
-    def hooked(self) -> list[tuple[str, str]]:
-        return [(p.path, "masked (SMHDR)") for p in self.masks.points]
+    @classmethod
+    def hook_plan(cls, adapter: Adapter, config: SMHDRConfig) -> list[tuple[str, str]]:
+        return [(p.path, "masked in training") for p in adapter.hooks]
 
     def _remove_hooks(self) -> None:
         self.masks.remove()
