@@ -64,20 +64,28 @@ def load_ahdr(feat: int) -> torch.nn.Module:
     return module.AHDR(Namespace(nChannel=6, nDenselayer=6, nFeat=feat, growthRate=feat // 2))
 
 
-def step(model, opt, frames, gt, skt=None, dtype: torch.dtype | None = None) -> float:
-    """Seconds of one training step; ``skt`` adds semkt's term, ``dtype`` runs the forward under autocast."""
-    if gt.is_cuda:
+def timed_step(opt, compute_loss, cuda: bool) -> float:
+    """Seconds of one optimiser step on ``compute_loss()``, forward to update (synchronised on CUDA)."""
+    if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
-    with torch.autocast(gt.device.type, dtype=dtype, enabled=dtype is not None):
-        out = model(*frames)
-        loss = F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
+    loss = compute_loss()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    if gt.is_cuda:
+    if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def step(model, opt, frames, gt, skt=None, dtype: torch.dtype | None = None) -> float:
+    """Seconds of one training step; ``skt`` adds semkt's term, ``dtype`` runs the forward under autocast."""
+    def compute_loss():
+        with torch.autocast(gt.device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(*frames)
+            return F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
+
+    return timed_step(opt, compute_loss, gt.is_cuda)
 
 
 def build(rung: str, feat: int, skb, config: dict, device: torch.device):
@@ -100,23 +108,18 @@ STRATEGIES = {  # row: (strategy, settings) as measured; None is the ORM alone
 
 def strategy_step(model, opt, frames, gt, regions, skt=None) -> float:
     """Seconds of one training step of ``skt``'s strategy (the ORM's own when ``None``), loops as in the README."""
-    if gt.is_cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    if skt is not None and skt.name == "smhdr":
-        skt.regions(regions)
-    out = model(*frames)
-    loss = F.l1_loss(out, gt)
-    if skt is not None:
-        loss = loss + skt.loss(out, gt)
-        if skt.name == "smarthdr":
-            loss = loss + skt.unlabelled_loss([f.flip(-1) for f in frames])  # another batch, same size
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    if gt.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    def compute_loss():
+        if skt is not None and skt.name == "smhdr":
+            skt.regions(regions)
+        out = model(*frames)
+        loss = F.l1_loss(out, gt)
+        if skt is not None:
+            loss = loss + skt.loss(out, gt)
+            if skt.name == "smarthdr":
+                loss = loss + skt.unlabelled_loss([f.flip(-1) for f in frames])  # another batch, same size
+        return loss
+
+    return timed_step(opt, compute_loss, gt.is_cuda)
 
 
 def run_strategies(feat: int, size: int, batch: int, steps: int, device: torch.device, skb) -> None:

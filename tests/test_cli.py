@@ -29,7 +29,7 @@ def test_check_says_what_each_strategy_does_at_each_hook_point(capsys):
     lines = capsys.readouterr().out.splitlines()
     uses = {lines[i].split()[2]: lines[i + 1].strip() for i in range(len(lines)) if lines[i].startswith("  ok ")}
     assert uses["conv2"] == "skt: read for SKAM; smhdr: masked in training; smarthdr: read by the judge"
-    assert uses["RDB2"] == uses["conv_up"] == "skt: read for SKAM; smhdr: masked in training"
+    assert uses["RDB2"] == uses["conv_up"] == "skt: read for SKAM"  # SMHDR masks the first point by default
 
 
 def test_check_names_the_closest_modules_for_a_misspelled_path(tmp_path):

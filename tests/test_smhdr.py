@@ -26,7 +26,7 @@ from semkt_plugin.hooks import FeatureMasks
 from semkt_plugin.skb import SKBOutput
 from semkt_plugin.strategies.smhdr import SMHDRConfig, curriculum_ratio, region_ratios, region_weights
 
-MASKING = dict(ramp_start=0, ramp_peak=0, ramp_end=1000)  # ratio 0.9 from the first step
+MASKING = dict(ramp_start=0, ramp_peak=0, ramp_end=1000, mask_points=None)  # ratio 0.9 from the first step, every point
 
 
 def _hooks_left(model: nn.Module) -> int:
@@ -481,3 +481,17 @@ def test_end_to_end_with_the_standin_skb(tmp_path):
             opt.step()
             assert torch.isfinite(loss)
     assert (skt.get_extra_state()["ids"] // 65536).unique().tolist() == [0, 1]  # both scenes measured
+
+
+def test_mask_points_pick_hook_points_by_index_and_name_the_choices():
+    model = TinyHDR()
+    skt = wrap(model, TINY_ADAPTER, strategy="smhdr", total_steps=10)
+    assert [p.path for p in skt.masks.points] == [TINY_ADAPTER.hooks[0].path]  # the shallowest only, by default
+    skt.unwrap()
+    skt = wrap(model, TINY_ADAPTER, strategy="smhdr", total_steps=10, mask_points=None)
+    assert [p.path for p in skt.masks.points] == [p.path for p in TINY_ADAPTER.hooks]
+    skt.unwrap()
+    with pytest.raises(ValueError, match=r"mask_points \[5\] are not hook points .* \['conv1', 'body'\]"):
+        wrap(model, TINY_ADAPTER, strategy="smhdr", total_steps=10, mask_points=(5,))
+    with pytest.raises(ValueError, match="non-empty tuple"):
+        wrap(model, TINY_ADAPTER, strategy="smhdr", total_steps=10, mask_points=())
