@@ -117,6 +117,15 @@ def point_channels(point: HookPoint, module: nn.Module) -> int | None:
     return point.channels or infer_channels(module, point.kind)
 
 
+def hook_channels(model: nn.Module, point: HookPoint) -> int:
+    """The channels of ``point`` in ``model``, or an error that says how to declare them."""
+    channels = point_channels(point, find_module(model, point.path))
+    if channels is None:
+        raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
+                         "set HookPoint(channels=...) in the adapter")
+    return channels
+
+
 class FeatureHooks:
     """Forward (or pre-forward) hooks at named modules that keep one clone per hook point per forward.
 

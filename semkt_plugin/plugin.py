@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .adapter import Adapter
 from .config import merge
+from .domain import DomainTransfer
 from .hooks import unwrap_container
 from .registry import get_adapter
 
@@ -66,8 +67,8 @@ class Strategy(nn.Module):
     """What every training scheme shares: the model held outside ``parameters()`` and ``state_dict()``, frozen
     helper networks that follow ``.to()``, the last loss components, and ``unwrap``.
 
-    A strategy sets ``name`` and ``config_class`` (a dataclass of its settings), builds its modules and hooks in
-    ``__init__(model, adapter, config, skb)``, computes its term in ``loss(output, target)``, lists what it hooks
+    A strategy sets ``name`` and ``config_class`` (a dataclass of its settings, with the μ of T as ``mu``), builds
+    its modules and hooks in ``__init__(model, adapter, config, skb)`` and ends it with :meth:`_follow_model`, computes its term in ``loss(output, target)``, lists what it hooks
     in :meth:`hooked` (for ``semkt check``) and removes its hooks in :meth:`_remove_hooks`.
     """
 
@@ -81,6 +82,12 @@ class Strategy(nn.Module):
         # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
         self._aux: dict[str, Any] = {}
         self._last: dict[str, Tensor] = {}
+        # T of every strategy's losses: the adapter's domain and scale, the strategy's μ
+        self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
+
+    def _follow_model(self) -> None:
+        """Move the plugin to the model's device (the end of a strategy's ``__init__``)."""
+        self.to(next(iter(unwrap_container(self.model).parameters()), torch.empty(0)).device)
 
     @property
     def model(self) -> nn.Module:

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
         generator=torch.Generator().manual_seed(args.seed),
     )
     if smarthdr:
-        unlabelled = [i for i in range(len(scenes)) if i not in set(labelled)]
+        unlabelled = sorted(set(range(len(scenes))) - set(labelled))
         if not unlabelled:
             raise SystemExit("--strategy smarthdr needs unlabelled scenes: set --labelled_fraction below 1")
         unlabelled_loader = DataLoader(training_set(args.data_dir, args.crop, args.seed + 1), batch_size=args.batchsize,

@@ -16,8 +16,7 @@ from torch import Tensor, nn
 
 from ..adapter import Adapter
 from ..config import Config
-from ..domain import DomainTransfer
-from ..hooks import FeatureHooks, find_module, point_channels, unwrap_container
+from ..hooks import FeatureHooks, hook_channels, unwrap_container
 from ..perceptual import build_perceptual
 from ..plugin import Strategy, check_pair, select_output
 from .losses import content_loss, histogram_loss
@@ -70,7 +69,6 @@ class SemanticTransfer(Strategy):
         super().__init__(model, adapter, config)
         core = unwrap_container(model)
         channels = self._hook_channels(core, adapter) if config.use_skam else []  # fail fast, before loading networks
-        self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         if skb is None and config.needs_skb:
             skb = _skb_for(config)
         if skb is not None:
@@ -88,22 +86,14 @@ class SemanticTransfer(Strategy):
         self._arm_hooks(0)
         # a loaded step count decides whether the next forward captures features
         self.register_load_state_dict_post_hook(lambda module, keys: module._arm_hooks(int(module.steps)))
-        device = next(iter(core.parameters()), torch.empty(0)).device
-        self.to(device)
+        self._follow_model()
 
     @staticmethod
     def _hook_channels(core: nn.Module, adapter: Adapter) -> list[int]:
         if not adapter.hooks:
             raise ValueError(f"adapter {adapter.name!r} declares no hook points; SKAM needs at least one "
                              "(or use Config(use_skam=False))")
-        channels = []
-        for point in adapter.hooks:
-            c = point_channels(point, find_module(core, point.path))
-            if c is None:
-                raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
-                                 "set HookPoint(channels=...) in the adapter")
-            channels.append(c)
-        return channels
+        return [hook_channels(core, point) for point in adapter.hooks]
 
     @property
     def skb(self) -> nn.Module | None:

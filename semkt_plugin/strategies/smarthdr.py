@@ -38,8 +38,7 @@ from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
 from ..config import merge
-from ..domain import DomainTransfer
-from ..hooks import FeatureHooks, find_module, point_channels, unwrap_container
+from ..hooks import FeatureHooks, hook_channels, unwrap_container
 from ..plugin import Strategy, check_pair, select_output
 
 
@@ -300,10 +299,7 @@ class SmartHDR(Strategy):
         core = unwrap_container(model)
         self.warmup_steps = config.warmup_steps  # a fractional warm-up without total_steps fails here, not mid-run
         point = self._judge_point(adapter, config)
-        channels = point_channels(point, find_module(core, point.path))
-        if channels is None:
-            raise ValueError(f"cannot tell the channels of hook point {point.path!r} from its layers; "
-                             "set HookPoint(channels=...) in the adapter")
+        channels = hook_channels(core, point)
         # copied before any semkt hook is on the model: a deepcopy copies hooks too
         try:
             teacher = copy.deepcopy(core)
@@ -315,14 +311,12 @@ class SmartHDR(Strategy):
         self.teacher = teacher.requires_grad_(False).eval()
         self.judge = JudgeHead(channels)
         self.judge_ema = copy.deepcopy(self.judge).requires_grad_(False)
-        self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         self.hooks = FeatureHooks(core, [point])
         self.teacher_hooks = FeatureHooks(self.teacher, [point])
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: it draws a few integers a step
         self._terms: dict[str, Tensor] = {}
-        device = next(iter(core.parameters()), torch.empty(0)).device
-        self.to(device)
+        self._follow_model()
 
     @staticmethod
     def _judge_point(adapter: Adapter, config: SmartHDRConfig) -> HookPoint:

@@ -45,7 +45,6 @@ from torch import Tensor, nn
 from ..adapter import Adapter, HookPoint
 from ..config import merge
 from ..data.regions import SCENE_STRIDE
-from ..domain import DomainTransfer
 from ..hooks import FeatureMasks, unwrap_container
 from ..plugin import Strategy, check_pair, select_output
 
@@ -199,7 +198,6 @@ class SMHDR(Strategy):
         points = self.masked_points(adapter, config)
         self._start, self._peak, self._end = config.schedule()
         core = unwrap_container(model)
-        self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training
         self._generator = torch.Generator().manual_seed(config.seed)
         self._pending: Tensor | None = None  # ids for the next forward
@@ -212,8 +210,7 @@ class SMHDR(Strategy):
         self._sse: dict[int, float] = {}  # the current refresh window's sums, float64 on the CPU
         self._count: dict[int, int] = {}
         self.masks = FeatureMasks(core, points, self._mask_map, self._begin)
-        device = next(iter(core.parameters()), torch.empty(0)).device
-        self.to(device)
+        self._follow_model()
 
     @property
     def mask_ratio(self) -> float:
