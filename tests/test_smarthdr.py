@@ -74,7 +74,7 @@ class Echo(nn.Module):
 
 def test_config_validation_names_the_field():
     for field, value in [("ema", 1.5), ("warmup", 2.0), ("warmup", -1), ("patch", 0), ("patch_threshold", 1.2),
-                         ("lambda_u", -1.0), ("sigma_min", 0.0), ("judge_point", -1), ("total_steps", 0)]:
+                         ("lambda_u", -1.0), ("sigma_min", 0.0), ("beta", 1.5), ("judge_point", -1), ("total_steps", 0)]:
         with pytest.raises(ValueError, match=field):
             SmartHDRConfig(**{field: value})
     assert SmartHDRConfig(warmup=0.15, total_steps=200).warmup_steps == 30
@@ -166,6 +166,21 @@ def test_uncertainty_loss_is_smallest_at_sigma_equal_to_the_error(error):
         assert sigma.grad.abs().max() < 1e-3
     else:  # below the clamp every σ ≤ sigma_min is the clamped σ: the minimum is flat there and ends at sigma_min
         assert best.min().item() == sigmas[0].item() and best.max().item() == pytest.approx(sigma_min, rel=5e-3)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_beta_nll_gradients_by_hand(beta):
+    error, sig = torch.tensor([0.3, -0.02, 0.1, 0.05]), torch.tensor([0.2, 0.02, 0.1, 0.4])
+    target = torch.full((1, 1, 2, 2), 0.5).expand(1, 3, 2, 2)
+    pred = (target + error.view(1, 1, 2, 2)).clone().requires_grad_(True)
+    sigma = sig.view(1, 1, 2, 2).expand(1, 3, 2, 2).clone().requires_grad_(True)
+    uncertainty_loss(pred, target, sigma, beta=beta).backward()
+    n = 12
+    grad_pred = sig ** (2 * beta) * error / sig ** 2 / n  # β = 1: a squared error's gradient, whatever σ is
+    grad_sigma = sig ** (2 * beta) * (1 / sig - error ** 2 / sig ** 3) / n
+    assert torch.allclose(pred.grad, grad_pred.view(1, 1, 2, 2).expand(1, 3, 2, 2), rtol=1e-4)
+    assert torch.allclose(sigma.grad, grad_sigma.view(1, 1, 2, 2).expand(1, 3, 2, 2), rtol=1e-4, atol=1e-5)
+    assert sigma.grad[0, :, 0, 1].abs().max() < 1e-4 and sigma.grad[0, :, 1, 0].abs().max() < 1e-4  # σ = |error|
 
 
 def test_gradient_reaches_the_judge_and_the_output_not_the_teacher():

@@ -62,6 +62,11 @@ class SmartHDRConfig:
         sigma_min: σ is clamped at this value in L^k: ``log σ²`` has no lower bound, so where the output matches its
             target exactly (clipped highlights) an unclamped judge could lower the loss without end, and the
             output's weight 1/σ² would grow without bound with it.
+        beta: β of β-NLL (Seitzer et al., ICLR 2022): L^k's terms are weighted by σ^{2β}, held constant in the
+            backward pass. At 0 (the paper's eq. 10) the gradient L^k sends to the model's output is
+            ``(ĥ − h)/σ²``: with a judge that has learnt σ ≈ |ĥ − h| that is about ``1/(ĥ − h)``, largest where the
+            output is already right. At 1 it is ``(ĥ − h)``, a plain squared error's; σ's own gradient keeps its
+            sign and zero at ``σ = |ĥ − h|`` for any β.
         strong_augment: augment the student's view of unlabelled data (off: it sees what the teacher sees).
         seed: seed of the augmentation generator.
     """
@@ -77,6 +82,7 @@ class SmartHDRConfig:
     lambda_u: float = 1.0
     lambda_k: float = 1.0
     sigma_min: float = 1e-3
+    beta: float = 0.0
     strong_augment: bool = True
     seed: int = 0
 
@@ -105,6 +111,8 @@ class SmartHDRConfig:
         for name in ("lambda_u", "lambda_k"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1] (0: the paper's loss, 1: squared-error gradients), got {self.beta}")
         if not 0.0 < self.sigma_min < 1.0:
             raise ValueError(f"sigma_min must be in (0, 1) (the judge's σ is a sigmoid), got {self.sigma_min}")
 
@@ -161,11 +169,13 @@ def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
 
 
 def uncertainty_loss(pred: Tensor, target: Tensor, sigma: Tensor, mask: Tensor | None = None,
-                     sigma_min: float = 1e-3) -> Tensor:
-    """L^k of eq. 10: the mean of ``(pred − target)² / (2σ²) + ½·log σ²`` over the kept elements, in float32.
+                     sigma_min: float = 1e-3, beta: float = 0.0) -> Tensor:
+    """L^k of eq. 10: the mean of ``(pred − target)² / (2σ²) + ½·log σ²`` over the kept elements, in float32;
+    with ``beta > 0`` each element weighted by ``sg(σ²)^β`` (β-NLL; ``sg``: no gradient through it).
 
-    Per element it is smallest at ``σ = max(|pred − target|, sigma_min)``; it is negative where the error is
-    below ``e^{-1/2}``, as the negative log-likelihood of a Gaussian is.
+    At β = 0 each element is smallest at ``σ = max(|pred − target|, sigma_min)``, and negative where the error is
+    below ``e^{-1/2}``, as the negative log-likelihood of a Gaussian is. For any β its gradient in σ is zero there,
+    and its gradient in ``pred`` is ``σ^{2β}·(pred − target)/σ²`` per element (divided by the kept count).
 
     Shapes:
         pred, target, sigma ``(B, 3, H, W)``; mask ``(B, 1, H, W)`` of 0/1 or ``None`` → scalar.
@@ -173,6 +183,8 @@ def uncertainty_loss(pred: Tensor, target: Tensor, sigma: Tensor, mask: Tensor |
     with torch.autocast(pred.device.type, enabled=False):
         var = sigma.float().clamp_min(sigma_min).square()
         values = (pred.float() - target.float()).square() / (2 * var) + 0.5 * var.log()
+        if beta:
+            values = values * var.detach().pow(beta)
         return masked_mean(values, mask)
 
 
@@ -379,7 +391,7 @@ class SmartHDR(Strategy):
                 raise RuntimeError(f"{err} SmartHDR: call skt.loss(output, target) right after the forward that "
                                    "made output, and before skt.unlabelled_loss(...), which runs the model "
                                    "again.") from err
-            k_s = uncertainty_loss(hs, ts, sigma, None, cfg.sigma_min)
+            k_s = uncertainty_loss(hs, ts, sigma, None, cfg.sigma_min, cfg.beta)
             if torch.is_grad_enabled():
                 self._advance()
         finally:
@@ -445,7 +457,7 @@ class SmartHDR(Strategy):
             sigma_s = self._sigma(self.judge, self.hooks, tuple(hs.shape[-2:]))
             with torch.autocast(hs.device.type, enabled=False):
                 u_l1 = masked_mean((hs - target).abs(), mask)
-            k_u = uncertainty_loss(hs, target, sigma_s, mask, cfg.sigma_min)
+            k_u = uncertainty_loss(hs, target, sigma_s, mask, cfg.sigma_min, cfg.beta)
         finally:
             self.hooks.clear()
             self.teacher_hooks.clear()
