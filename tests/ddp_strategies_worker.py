@@ -45,6 +45,9 @@ def run(strategy: str, rank: int) -> dict:
         losses.append(skt.last_losses)
     trained = {k: v for k, v in skt.state_dict().items() if k.startswith("judge.")}
     result = {"orm": model.state_dict(), "trained_plugin": trained, "losses": losses}
+    if strategy == "smhdr":
+        tables = skt.get_extra_state()
+        result["tables"] = {"ids": tables["ids"], "psnr": tables["psnr"]}
     skt.unwrap()
     result["hooks_left"] = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
     return result

@@ -68,3 +68,6 @@ def test_ddp_keeps_ranks_in_sync_under_each_strategy(strategy_ranks, strategy):
         assert a["losses"][0]["u_l1"] == 0 and a["losses"][-1]["u_l1"] > 0  # warm-up, then semi-supervised
     else:
         assert a["losses"][-1]["ratio"] > 0
+        # the refresh pooled both ranks' regions (rank r's IDs are scene r's): one table, the same on both
+        assert a["tables"]["ids"].tolist() == [*range(4), *range(65536, 65540)]
+        assert torch.equal(a["tables"]["psnr"], b["tables"]["psnr"])

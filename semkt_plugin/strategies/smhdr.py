@@ -28,6 +28,8 @@ Where this differs from SMHDR's code:
 - Difficulty is measured on the training batches as they were computed (crops, masks included). SMHDR runs an
   extra evaluation pass over the whole training scenes before each epoch; we do not, so the plugin adds no
   forward. A region's PSNR is the last one measured; one not seen in a refresh window keeps its previous value.
+- Under ``torch.distributed`` the ranks pool their sums at each refresh, so all hold the same tables (SMHDR trains
+  on one GPU).
 - The softmax runs, as SMHDR's, over one scene's regions: the regions in the table whose global IDs share
   ``id // 65536`` (the encoding of ``KalantariDataset(regions=True)``), with ``N`` their number. IDs below 65536
   all count as one scene.
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -338,11 +341,27 @@ class SMHDR(Strategy):
             self._count[key] = self._count.get(key, 0) + n
 
     def _refresh(self) -> None:
-        """The window's sums become PSNR-μ values; the ratio and weight tables follow."""
+        """The window's sums (every rank's, under ``torch.distributed``) become PSNR-μ values; the ratio and weight
+        tables follow."""
+        self._gather_window()
         for key, sse in self._sse.items():
             self._psnr[key] = -10 * math.log10(max(sse / self._count[key], 1e-10))
         self._sse, self._count = {}, {}
         self._update_tables()
+
+    def _gather_window(self) -> None:
+        """Sum the window's per-region sums over the ranks of the default process group, so every rank refreshes
+        the same tables from all the batches of the window. A collective: every rank refreshes at the same step
+        (each calls ``loss()`` once per step)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        windows: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(windows, (self._sse, self._count))  # region keys differ per rank: objects, not tensors
+        self._sse, self._count = {}, {}
+        for sse, count in windows:
+            for key in sse:
+                self._sse[key] = self._sse.get(key, 0.0) + sse[key]
+                self._count[key] = self._count.get(key, 0) + count[key]
 
     def _update_tables(self) -> None:
         scenes: dict[int, list[int]] = {}
