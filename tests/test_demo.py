@@ -57,11 +57,13 @@ def test_demo_gives_each_strategy_a_row_paired_with_its_own_baseline(tmp_path, c
     toy[toy.index("--n_train") + 1] = "4"
     assert cli.main(["demo", "--out", str(out), *toy, "--strategy", "smhdr", "smarthdr"]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert list(results["runs"]) == ["AHDR", "AHDR + SMHDR", "AHDR, 0.25 labelled", "AHDR, 0.25 labelled + SmartHDR"]
+    smart_row = "AHDR, 0.25 labelled + SmartHDR (ema 0.9, β 1)"
+    assert list(results["runs"]) == ["AHDR", "AHDR + SMHDR", "AHDR, 0.25 labelled", smart_row]
     assert results["summary"]["AHDR + SMHDR"]["vs"] == "AHDR"
-    assert results["summary"]["AHDR, 0.25 labelled + SmartHDR"]["vs"] == "AHDR, 0.25 labelled"
+    assert results["summary"][smart_row]["vs"] == "AHDR, 0.25 labelled"
     assert "gain" not in results["summary"]["AHDR, 0.25 labelled"]
-    (smart,) = results["runs"]["AHDR, 0.25 labelled + SmartHDR"]
+    (smart,) = results["runs"][smart_row]
     assert "--labelled_fraction" in smart["args"] and smart["args"][smart["args"].index("--strategy") + 1] == "smarthdr"
+    assert smart["semkt"] == {"ema": 0.9, "beta": 1.0}  # the settings chosen on the validation split
     printed = capsys.readouterr().out
-    assert "AHDR, 0.25 labelled + SmartHDR  (vs AHDR, 0.25 labelled)" in printed
+    assert f"{smart_row}  (vs AHDR, 0.25 labelled)" in printed

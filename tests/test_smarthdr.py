@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from argparse import Namespace
 
 import pytest
@@ -396,3 +397,15 @@ def test_replica_trains_semi_supervised(name):
     assert any(not torch.equal(moved[k], teacher[k]) for k in student)
     skt.unwrap()
     assert _hook_count(model) == 0
+
+
+def test_a_teacher_that_averages_over_much_of_the_run_is_warned_of():
+    with pytest.warns(UserWarning, match=r"averages over about 1/\(1 - ema\) = 1000 steps, but the semi-supervised "
+                                         r"phase has 510.*ema <= 0.961") as record:
+        wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", total_steps=600)
+    assert record[0].filename == __file__  # points at the user's wrap call
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", total_steps=600, ema=0.9)
+        wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", warmup=10)  # run length unknown: nothing to compare
+        wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", total_steps=200_000)  # the paper's scale
