@@ -1,12 +1,14 @@
 """The verdict's statistics against hand-computed values, and the experiment end to end at toy size."""
 import json
 import math
+import warnings
 
 import pytest
+import torch
 
 from semkt_plugin import cli
 from semkt_plugin.eval.stats import paired_gain
-from semkt_plugin.eval.verdict import variants
+from semkt_plugin.eval.verdict import summarise, variants
 
 
 def test_paired_gain_mean_interval_and_seeds():
@@ -37,6 +39,25 @@ def test_variants_share_the_offline_settings_and_switch_one_component_off():
     assert named[1].name == "AHDR + semkt a" and named[1].semkt["lambda_content"] == 1
 
 
+def _record(seed: int, psnr: float, threads: int | None) -> dict:
+    metrics = {"psnr_mu": psnr, "psnr_l": psnr, "ssim_mu": 0.9, "ssim_l": 0.9}
+    record = {"seed": seed, "test": metrics, "train": {"seconds": 1.0}}
+    return record if threads is None else {**record, "threads": threads}
+
+
+def test_pairs_trained_with_different_thread_counts_are_warned_of():
+    base = [_record(0, 30.0, 2), _record(1, 30.0, 1)]
+    with pytest.warns(UserWarning, match=r"seed 1: 'AHDR \+ semkt' trained with 2 CPU thread\(s\), its baseline "
+                                         r"'AHDR' with 1.*same OMP_NUM_THREADS") as record:
+        summary = summarise({"AHDR": base, "AHDR + semkt": [_record(0, 30.5, 2), _record(1, 30.2, 2)]})
+    assert len(record) == 1  # seed 0's pair matches
+    assert summary["AHDR + semkt"]["gain"]["psnr_mu"]["per_seed"] == pytest.approx([0.5, 0.2])  # still reported
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # equal counts, or records from before the count was kept
+        summarise({"AHDR": base, "AHDR + semkt": [_record(0, 30.5, 2), _record(1, 30.2, 1)]})
+        summarise({"AHDR": base, "AHDR + semkt": [_record(0, 30.5, None), _record(1, 30.2, None)]})
+
+
 @pytest.mark.slow  # four tiny training runs, two with the stand-in SKB
 def test_verdict_end_to_end_writes_gains_per_seed(tmp_path, capsys):
     from semkt_plugin.data.synth import generate_dataset
@@ -51,5 +72,6 @@ def test_verdict_end_to_end_writes_gains_per_seed(tmp_path, capsys):
     assert [r["seed"] for r in base] == [0, 1] == [r["seed"] for r in semkt]
     assert gain["per_seed"] == pytest.approx([s["test"]["psnr_mu"] - b["test"]["psnr_mu"] for s, b in zip(semkt, base)])
     assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1]
+    assert all(r["threads"] == torch.get_num_threads() for r in base + semkt)
     assert "95 % CI" in capsys.readouterr().out
     assert (tmp_path / "v" / "validation" / "verdict.png").stat().st_size > 0

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
+
 EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "ahdr"
 EXAMPLE_MODULES = ("model", "dataset", "train", "test")
 METRICS = (("psnr_mu", "PSNR-μ"), ("psnr_l", "PSNR-L"), ("ssim_mu", "SSIM-μ"), ("ssim_l", "SSIM-L"))
@@ -90,7 +92,9 @@ def run(train: ModuleType, test: ModuleType, setup: Training, variant: Variant, 
     """Train and test one variant at one seed in ``run_dir``; reuse ``run_dir/run.json`` if it has these settings.
 
     Returns:
-        ``{"seed", "variant", "args", "train": train.main's summary, "test": test.main's metrics, "results_dir"}``.
+        ``{"seed", "variant", "args", "train": train.main's summary, "test": test.main's metrics, "results_dir",
+        "threads"}``; ``threads`` is the CPU thread count it trained with (CPU convolutions round differently
+        with it, so a pair is exact only at one count).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     args = [*setup.train_args(), *variant.args, "--seed", str(seed), "--trained_model_dir", str(run_dir)]
@@ -109,7 +113,7 @@ def run(train: ModuleType, test: ModuleType, setup: Training, variant: Variant, 
     metrics = test.main(["--data_dir", str(setup.data), "--trained_model_dir", str(run_dir),
                          "--result_dir", str(run_dir / "results"), *setup.model_args()])
     done = {"seed": seed, "variant": variant.name, "args": args, "semkt": variant.semkt, "train": summary,
-            "test": metrics, "results_dir": str(run_dir / "results")}
+            "test": metrics, "results_dir": str(run_dir / "results"), "threads": torch.get_num_threads()}
     record.write_text(json.dumps(done) + "\n")  # written last: a run cut short is trained again
     return done
 

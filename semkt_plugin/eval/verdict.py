@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
@@ -90,10 +91,24 @@ def summarise(runs: dict[str, list[dict]], pairs: dict[str, str] | None = None) 
                  "seeds": [r["seed"] for r in seeds]}
         if name != BASELINE and name not in pairs.values():
             entry["vs"] = pairs.get(name, BASELINE)
+            _check_threads(name, seeds, entry["vs"], base)
             entry["gain"] = {k: paired_gain([r["test"][k] for r in seeds], [b["test"][k] for b in base]).to_dict()
                              for k in GAIN_METRICS}
         summary[name] = entry
     return summary
+
+
+def _check_threads(name: str, runs: list[dict], base_name: str, base: list[dict]) -> None:
+    """Warn about pairs trained with different CPU thread counts: CPU convolutions sum in a thread-dependent
+    order, so two such runs part by rounding from the first steps, and at this scale rounding alone moves a seed's
+    result by tenths of a dB. Records without a count (made before it was kept) are not checked."""
+    for run, ref in zip(runs, base):
+        threads, ref_threads = run.get("threads"), ref.get("threads")
+        if threads is not None and ref_threads is not None and threads != ref_threads:
+            warnings.warn(f"seed {run['seed']}: {name!r} trained with {threads} CPU thread(s), its baseline "
+                          f"{base_name!r} with {ref_threads}: the pair differs by rounding as well as by the "
+                          "variant. Train both with the same OMP_NUM_THREADS (delete one run's folder and rerun).",
+                          UserWarning, stacklevel=3)
 
 
 def _cell(metric: str, value: float) -> str:
