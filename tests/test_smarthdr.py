@@ -409,3 +409,5 @@ def test_a_teacher_that_averages_over_much_of_the_run_is_warned_of():
         wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", total_steps=600, ema=0.9)
         wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", warmup=10)  # run length unknown: nothing to compare
         wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", total_steps=200_000)  # the paper's scale
+    with pytest.warns(UserWarning, match="warm-up .* lasts the whole run"):
+        wrap(TinyHDR(), TINY_ADAPTER, strategy="smarthdr", total_steps=10, warmup=10)

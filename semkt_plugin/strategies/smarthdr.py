@@ -307,6 +307,11 @@ def _check_ema_horizon(config: SmartHDRConfig, warmup_steps: int) -> None:
     if config.total_steps is None or config.ema == 0:
         return
     semi = config.total_steps - warmup_steps
+    if semi <= 0:
+        warnings.warn(f"SmartHDR's warm-up ({warmup_steps} steps) lasts the whole run (total_steps="
+                      f"{config.total_steps}): unlabelled_loss() will return 0 throughout; shorten warmup",
+                      UserWarning, stacklevel=4)
+        return
     horizon = float("inf") if config.ema == 1 else 1 / (1 - config.ema)
     if horizon > semi / 20:
         hint = f"; ema <= {1 - 20 / semi:.3g} keeps it within a twentieth" if semi > 20 else ""
