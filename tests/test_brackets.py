@@ -166,3 +166,20 @@ def test_training_scenes_do_not_depend_on_the_evaluation_split(dataset, tmp_path
     for a, b in zip(kalantari.scene_dirs(root, "Training"), kalantari.scene_dirs(other, "Training")):
         assert a.name == b.name
         np.testing.assert_array_equal(kalantari.read_scene(a).ldrs[0], kalantari.read_scene(b).ldrs[0])
+
+
+def test_a_dataset_another_process_publishes_first_is_the_one_used(tmp_path, monkeypatch):
+    root, real = tmp_path / "data", brackets.make_bracket
+    raced = []
+
+    def other_process_finishes_first(*args, **kwargs):
+        if not raced:  # while this call builds its copy, a parallel seed's process publishes the same dataset
+            raced.append(True)
+            generate_real_dataset(root, "test", size=32, seed=3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(brackets, "make_bracket", other_process_finishes_first)
+    assert generate_real_dataset(root, "test", size=32, seed=3) == root
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # the losing copy is removed
+    assert len(kalantari.scene_dirs(root, "Training")) + len(kalantari.scene_dirs(root, "Test")) == 40
+    assert json.loads((root / "real.json").read_text())["seed"] == 3

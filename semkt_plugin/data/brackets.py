@@ -39,6 +39,8 @@ Bracket model (``make_bracket``), from one view and the other views of its split
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -260,12 +262,27 @@ def generate_real_dataset(
         )
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty and has no real.json: pass an empty or new folder")
-    views = {folder: [read_rgbe(p) for p in ps] for folder, ps in paths.items()}
-    jobs = [(folder, i, b) for folder in splits for i in range(len(paths[folder])) for b in range(brackets_per_view)]
-    for folder, i, b in tqdm(jobs, desc=f"real-content scenes -> {root}"):
-        donors = views[folder][:i] + views[folder][i + 1 :]
-        scene = make_bracket(views[folder][i], donors, _scene_seed(seed, splits[folder], i, b), size)
-        scene_dir = root / folder / f"{paths[folder][i].stem}_{b}"
-        write_scene(scene_dir, scene.ldrs, scene.stops, scene.hdr, scene.instances)
-    manifest_path.write_text(json.dumps(manifest) + "\n")  # written last: a partial dataset never matches
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # built beside root and renamed into place: processes that start together (seeds of one experiment run in
+    # parallel) each build a copy, the first rename publishes it, the others find it and drop theirs
+    build = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
+    try:
+        views = {folder: [read_rgbe(p) for p in ps] for folder, ps in paths.items()}
+        jobs = [(folder, i, b) for folder in splits for i in range(len(paths[folder]))
+                for b in range(brackets_per_view)]
+        for folder, i, b in tqdm(jobs, desc=f"real-content scenes -> {root}"):
+            donors = views[folder][:i] + views[folder][i + 1 :]
+            scene = make_bracket(views[folder][i], donors, _scene_seed(seed, splits[folder], i, b), size)
+            write_scene(build / folder / f"{paths[folder][i].stem}_{b}", scene.ldrs, scene.stops, scene.hdr,
+                        scene.instances)
+        (build / "real.json").write_text(json.dumps(manifest) + "\n")
+        try:
+            if root.exists():
+                root.rmdir()  # empty, checked above
+            build.rename(root)
+        except OSError:
+            if not (manifest_path.exists() and json.loads(manifest_path.read_text()) == manifest):
+                raise
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     return root
