@@ -36,6 +36,10 @@ ARMS = [
     Variant("AHDR + SMHDR (first point, ramp 0.4-0.7)",
             {"mask_points": [0], "ramp_start": 0.4, "ramp_peak": 0.55, "ramp_end": 0.7}, "smhdr", REGIONS),
     Variant("AHDR + SMHDR (weights only: peak_ratio 0)", {"peak_ratio": 0.0}, "smhdr", REGIONS),
+    Variant("AHDR + SMHDR (first point, region maps only: region_prob 1)", {"mask_points": [0], "region_prob": 1.0},
+            "smhdr", REGIONS),
+    Variant("AHDR + SMHDR (first point, pixels: mask_unit pixel)", {"mask_points": [0], "mask_unit": "pixel"},
+            "smhdr", REGIONS),
     Variant(FEW, None, args=QUARTER),
     smarthdr("", {}),  # the paper's settings: ema 0.999, beta 0
     smarthdr("beta 1", {"beta": 1.0}),
