@@ -58,8 +58,9 @@ def test_demo_gives_each_strategy_a_row_paired_with_its_own_baseline(tmp_path, c
     assert cli.main(["demo", "--out", str(out), *toy, "--strategy", "smhdr", "smarthdr"]) == 0
     results = json.loads((out / "results.json").read_text())
     smart_row = "AHDR, 0.25 labelled + SmartHDR (ema 0.9, β 1)"
-    assert list(results["runs"]) == ["AHDR", "AHDR + SMHDR", "AHDR, 0.25 labelled", smart_row]
-    assert results["summary"]["AHDR + SMHDR"]["vs"] == "AHDR"
+    assert list(results["runs"]) == ["AHDR", "AHDR + SMHDR (region maps only)", "AHDR, 0.25 labelled", smart_row]
+    assert results["summary"]["AHDR + SMHDR (region maps only)"]["vs"] == "AHDR"
+    assert results["runs"]["AHDR + SMHDR (region maps only)"][0]["semkt"] == {"region_prob": 1.0}
     assert results["summary"][smart_row]["vs"] == "AHDR, 0.25 labelled"
     assert "gain" not in results["summary"]["AHDR, 0.25 labelled"]
     (smart,) = results["runs"][smart_row]

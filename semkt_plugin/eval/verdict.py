@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{args.split} split, {args.steps} steps per run, seeds {seeds[0]}..{seeds[-1]}\n{table}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {"settings": {**settings, "data": str(data)}, "summary": summary, "table": table,
-               "runs": {name: [{k: r[k] for k in ("seed", "semkt", "test")} for r in rs] for name, rs in runs.items()}}
+               "runs": {name: [{k: r.get(k) for k in ("seed", "semkt", "test", "threads")} for r in rs]
+                        for name, rs in runs.items()}}
     (out / "verdict.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(summary, runs, out / "verdict.png")
     print(f"wrote {out / 'verdict.json'} and {out / 'verdict.png'}")
