@@ -126,7 +126,63 @@ def hook_channels(model: nn.Module, point: HookPoint) -> int:
     return channels
 
 
-class FeatureHooks:
+class _PointHooks:
+    """Hooks at the hook points' modules, and a pre-hook and a hook on the root model around each forward.
+
+    A point's hook counts the module's calls in the round and acts on the ``call``-th one (every call for
+    ``call=-1``): :meth:`_on_call` gets the module's output (its positional inputs for ``kind="pre"``), and what
+    it returns replaces them (``None``: unchanged). Subclasses say when the hooks listen and what a call does.
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[HookPoint]) -> None:
+        self.model = unwrap_container(model)
+        self.points = tuple(points)
+        self.calls = [0] * len(self.points)
+        self.modules = [find_module(self.model, p.path) for p in self.points]
+        self.handles = [self.model.register_forward_pre_hook(self._new_round),
+                        self.model.register_forward_hook(self._end_round, always_call=True)]
+        for i, (point, module) in enumerate(zip(self.points, self.modules)):
+            if point.kind == "pre":
+                self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
+            else:
+                self.handles.append(module.register_forward_hook(self._hook(i, input_side=False)))
+
+    def _new_round(self, module: nn.Module, args: Any) -> None:
+        raise NotImplementedError
+
+    def _end_round(self, module: nn.Module, args: Any, output: Any) -> None:
+        raise NotImplementedError
+
+    def _listening(self) -> bool:
+        raise NotImplementedError
+
+    def _on_call(self, i: int, value: Any) -> Any:
+        raise NotImplementedError
+
+    def _hook(self, i: int, input_side: bool):
+        point = self.points[i]
+
+        def hook(module: nn.Module, args: Any, output: Any = None) -> Any:
+            if not self._listening():
+                return None
+            n = self.calls[i]
+            self.calls[i] += 1
+            if point.call >= 0 and n != point.call:
+                return None
+            return self._on_call(i, args if input_side else output)
+
+        if input_side:
+            return lambda module, args: hook(module, args)
+        return hook
+
+    def remove(self) -> None:
+        """Remove every hook."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+class FeatureHooks(_PointHooks):
     """Forward (or pre-forward) hooks at named modules that keep one clone per hook point per forward.
 
     Args:
@@ -140,19 +196,8 @@ class FeatureHooks:
 
     def __init__(self, model: nn.Module, points: Sequence[HookPoint]) -> None:
         self.active = True
-        self.model = unwrap_container(model)
-        self.points = tuple(points)
         self.captured: dict[int, Tensor] = {}
-        self.calls = [0] * len(self.points)
-        modules = [find_module(self.model, p.path) for p in self.points]
-        self.modules = modules
-        self.handles = [self.model.register_forward_pre_hook(self._new_round),
-                        self.model.register_forward_hook(self._end_round, always_call=True)]
-        for i, (point, module) in enumerate(zip(self.points, modules)):
-            if point.kind == "pre":
-                self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
-            else:
-                self.handles.append(module.register_forward_hook(self._hook(i, input_side=False)))
+        super().__init__(model, points)
 
     def _new_round(self, module: nn.Module, args: Any) -> None:
         self.clear()
@@ -161,21 +206,12 @@ class FeatureHooks:
         if output is None:  # torch passes None when the forward raised: its captures will never be used
             self.clear()
 
-    def _hook(self, i: int, input_side: bool):
+    def _listening(self) -> bool:
+        return self.active and torch.is_grad_enabled()
+
+    def _on_call(self, i: int, value: Any) -> None:
         point = self.points[i]
-
-        def hook(module: nn.Module, args: Any, output: Any = None) -> None:
-            if not (self.active and torch.is_grad_enabled()):
-                return
-            n = self.calls[i]
-            self.calls[i] += 1
-            if point.call >= 0 and n != point.call:
-                return
-            self.captured[i] = _pick(args if input_side else output, point.select, point.path).clone()
-
-        if input_side:
-            return lambda module, args: hook(module, args)
-        return hook
+        self.captured[i] = _pick(value, point.select, point.path).clone()
 
     def clear(self) -> None:
         """Drop every capture (frees the autograd graph they hold)."""
@@ -202,13 +238,11 @@ class FeatureHooks:
 
     def remove(self) -> None:
         """Remove every hook and capture."""
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+        super().remove()
         self.clear()
 
 
-class FeatureMasks:
+class FeatureMasks(_PointHooks):
     """Forward (or pre-forward) hooks that multiply the features at named modules by a mask (SMHDR's masking).
 
     Unlike :class:`FeatureHooks`, these hooks change what the model computes: a forward hook returns the masked
@@ -231,20 +265,10 @@ class FeatureMasks:
 
     def __init__(self, model: nn.Module, points: Sequence[HookPoint], mask_fn: Callable[[int, Tensor], Tensor],
                  begin: Callable[[], bool]) -> None:
-        self.model = unwrap_container(model)
-        self.points = tuple(points)
         self.mask_fn, self.begin = mask_fn, begin
         self.aspect = 1.0
         self.on = False
-        self.calls = [0] * len(self.points)
-        self.modules = [find_module(self.model, p.path) for p in self.points]
-        self.handles = [self.model.register_forward_pre_hook(self._new_round),
-                        self.model.register_forward_hook(self._end_round, always_call=True)]
-        for i, (point, module) in enumerate(zip(self.points, self.modules)):
-            if point.kind == "pre":
-                self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
-            else:
-                self.handles.append(module.register_forward_hook(self._hook(i, input_side=False)))
+        super().__init__(model, points)
 
     def _new_round(self, module: nn.Module, args: Any) -> None:
         self.calls = [0] * len(self.points)
@@ -254,29 +278,19 @@ class FeatureMasks:
     def _end_round(self, module: nn.Module, args: Any, output: Any) -> None:
         self.on = False  # a submodule called outside the root model's forward is never masked
 
-    def _hook(self, i: int, input_side: bool):
+    def _listening(self) -> bool:
+        return self.on
+
+    def _on_call(self, i: int, value: Any) -> Any:
         point = self.points[i]
-
-        def hook(module: nn.Module, args: Any, output: Any = None) -> Any:
-            if not self.on:
-                return None
-            n = self.calls[i]
-            self.calls[i] += 1
-            if point.call >= 0 and n != point.call:
-                return None
-            value = args if input_side else output
-            masked = self._mask(i, _pick(value, point.select, point.path))
-            if not isinstance(value, (tuple, list)):
-                return masked
-            items = list(value)
-            items[point.select] = masked
-            if isinstance(value, list):
-                return items
-            return type(value)(*items) if hasattr(value, "_fields") else tuple(items)  # namedtuples too
-
-        if input_side:
-            return lambda module, args: hook(module, args)
-        return hook
+        masked = self._mask(i, _pick(value, point.select, point.path))
+        if not isinstance(value, (tuple, list)):
+            return masked
+        items = list(value)
+        items[point.select] = masked
+        if isinstance(value, list):
+            return items
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)  # namedtuples too
 
     def _mask(self, i: int, x: Tensor) -> Tensor:
         """``x`` (``(B·frames, C, h, w)`` or ``(B·frames, L, C)``) times ``mask_fn``'s map, in ``x``'s layout."""
@@ -303,7 +317,5 @@ class FeatureMasks:
 
     def remove(self) -> None:
         """Remove every hook."""
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
+        super().remove()
         self.on = False
