@@ -12,6 +12,12 @@ alternate between the rungs so that load on the machine hits all alike, and each
 printed: other work on the machine only ever adds time (medians of a few steps swung by ±40 % on a shared 2-core
 machine, minima by a few per cent).
 
+The floor: every convolution semkt's step runs (teacher, SKAM, the frozen SKB's passes), recorded from one step of
+the full rung and replayed alone on inputs of the same shapes: forward, and backward wherever the step's graph
+had one (weight gradients only for trainable weights), each part's fastest replay. With the convolution kernels
+PyTorch has on the machine, no rewrite that keeps semkt's computation makes its step cheaper than the ORM's plus
+this floor; the line gives the ratio such a rewrite could at best reach.
+
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
 reports the peak above what it held before the first step.
@@ -27,6 +33,7 @@ an unlabelled batch of the same size per step: the teacher's forward, a second f
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import os
@@ -149,6 +156,62 @@ def run_strategies(feat: int, size: int, batch: int, steps: int, device: torch.d
         print(f"  {row:<16} {t * 1000:7.0f} ms  {t / best['ORM']:5.2f}x the ORM's step")
 
 
+class ConvFloor:
+    """The convolutions of one semkt step, recorded by forward hooks and replayed alone (see the module docstring).
+
+    Each call keeps its own copy of the layer (so the replay's gradients reach no trained weight), an input of the
+    recorded shape, and whether grad mode was on and the input required a gradient: the replay runs forward and,
+    where the step's graph reached the layer, backward into the input and the trainable weights it had.
+    """
+
+    parts = {"teacher": "teacher", "SKAM": "skam", "SKB": "skb"}  # printed name: the plugin's attribute
+
+    def __init__(self, skt, run_step) -> None:
+        recorded: dict[str, list] = {name: [] for name in self.parts}
+        handles = []
+        for name, attribute in self.parts.items():
+            part = getattr(skt, attribute)
+            for m in part.modules() if part is not None else ():
+                if isinstance(m, torch.nn.Conv2d):
+                    handles.append(m.register_forward_hook(
+                        lambda conv, inputs, output, calls=recorded[name]: calls.append(
+                            (conv, inputs[0].shape, torch.is_grad_enabled(), inputs[0].requires_grad,
+                             output.requires_grad))))
+        try:
+            run_step()
+        finally:
+            for h in handles:
+                h.remove()
+        copies: dict[int, torch.nn.Module] = {}
+        self.calls: dict[str, list] = {}
+        for name, calls in recorded.items():
+            self.calls[name] = []
+            for conv, shape, grad, needs_input, graph in calls:
+                if id(conv) not in copies:
+                    copies[id(conv)] = copy.deepcopy(conv)
+                x = torch.randn(shape, device=conv.weight.device).requires_grad_(needs_input)
+                self.calls[name].append((copies[id(conv)], x, grad, graph))
+        self.cuda = next(iter(copies.values())).weight.is_cuda
+        self.count = sum(len(c) for c in self.calls.values())
+
+    def step(self) -> dict[str, float]:
+        """Seconds of each part's recorded convolutions, forward then backward, call by call."""
+        seconds = {}
+        for name, calls in self.calls.items():
+            if self.cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for layer, x, grad, graph in calls:
+                with torch.set_grad_enabled(grad):
+                    y = layer(x)
+                if graph:
+                    y.backward(torch.ones_like(y))
+            if self.cuda:
+                torch.cuda.synchronize()
+            seconds[name] = time.perf_counter() - start
+        return seconds
+
+
 def data(batch: int, size: int, device: torch.device):
     g = torch.Generator().manual_seed(0)
     frames = [torch.rand(batch, 6, size, size, generator=g).to(device) for _ in range(3)]
@@ -210,9 +273,15 @@ def child(rung: str, feat: int, size: int, batch: int, config: dict, steps: int)
 def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device: torch.device, skb) -> None:
     frames, gt = data(batch, size, device)
     rungs = {rung: build(rung, feat, skb, config, device) for rung in LADDER}
+    model, skt, _ = build("+ SKAM", feat, skb, config, device)
+    floor = ConvFloor(skt, lambda: step(model, torch.optim.SGD(model.parameters(), 0.0), frames, gt, skt))
+    del model, skt
     times: dict[str, list[float]] = {rung: [] for rung in rungs}
+    floors: list[dict[str, float]] = []
     peaks: dict[str, float] = {}
     for i in range(steps + 1):
+        if i:
+            floors.append(floor.step())
         for rung, (model, skt, opt) in rungs.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
@@ -241,6 +310,12 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
         print(f"  {rung:<14} {t * 1000:6.0f} ms {adds:>9} {share:>15}")
         below = t
     print(f"  step ratio (ORM + semkt) / ORM: {full / orm:.2f}x")
+    fastest = {name: min(f[name] for f in floors) for name in floor.calls}
+    least = sum(fastest.values())
+    print(f"  floor: semkt's {floor.count} convolution calls alone take {least * 1000:.0f} ms ("
+          + ", ".join(f"{name} {t * 1000:.0f}" for name, t in fastest.items())
+          + f"; {least / added * 100:.0f} % of what it adds): a rewrite that keeps the computation reaches at best "
+          f"{(orm + least) / orm:.2f}x")
     print(f"  peak memory of a step: ORM {peaks['ORM']:.0f} MB, ORM + semkt {peaks['+ SKAM']:.0f} MB "
           f"({peaks['+ SKAM'] / max(peaks['ORM'], 1):.2f}x); inference cost added: 0 (unwrap() leaves the ORM alone)")
 
