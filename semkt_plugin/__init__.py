@@ -4,6 +4,8 @@
     loss = their_loss(out, gt) + skt.loss(out, gt)
     model = skt.unwrap()
 """
+__version__ = "0.1.0"
+
 from .adapter import Adapter, HookPoint
 from .check import check_adapter
 from .config import Config
@@ -11,4 +13,4 @@ from .hookspecs import hookimpl
 from .plugin import Strategy, wrap
 from .strategies.skt import SemanticTransfer
 
-__all__ = ["Adapter", "Config", "HookPoint", "SemanticTransfer", "Strategy", "check_adapter", "hookimpl", "wrap"]
+__all__ = ["__version__", "Adapter", "Config", "HookPoint", "SemanticTransfer", "Strategy", "check_adapter", "hookimpl", "wrap"]

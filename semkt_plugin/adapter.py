@@ -1,6 +1,6 @@
 """What semkt needs to know about a third-party HDR model: where to hook, where its output is, which domain.
 
-An :class:`Adapter` is plain data. Built-in ones live in ``adapters/`` (imported as ``semkt_adapters``);
+An :class:`Adapter` is plain data. Built-in ones live in ``semkt_adapters``;
 any other repository is supported by a dict, YAML or TOML file of the same fields
 (:meth:`Adapter.from_dict`, :meth:`Adapter.from_file`).
 """

@@ -55,10 +55,14 @@ class Config:
             that background pixels count too (FastSAM's masks cover objects, not the whole image).
         distill_gate: distil towards the teacher only at pixels where it is closer to the ground truth than the
             ORM's output, and towards the ORM's own output (no pull) elsewhere (:func:`semkt_plugin.strategies.skt.gated_target`).
-        distill_start: ``loss()`` calls before any distillation (λ1, λ2, λ_feat are 0 until then): the ORM learns
-            at full speed first, and the teacher has learned something before it is distilled.
+        distill_start: training ``loss()`` calls before any distillation (λ1, λ2, λ_feat are 0 until then): the ORM
+            learns at full speed first, and the teacher has learned something before it is distilled. An int is a
+            step count, a float in ``[0, 1]`` a fraction of :attr:`total_steps`.
         distill_warmup: then ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
             not pulled towards a teacher that has not learned anything yet (0: from the first step, as the paper).
+            An int or a fraction of :attr:`total_steps`, as ``distill_start``.
+        total_steps: training steps of the whole run (``loss()`` calls; ``epochs * len(loader)`` in an epoch-based
+            loop); needed only where a schedule point is a fraction.
     """
 
     lambda_content: float = 0.1
@@ -94,8 +98,9 @@ class Config:
     teacher_moves_orm: bool = False
     color_background: bool = True
     distill_gate: bool = True
-    distill_start: int = 0
-    distill_warmup: int = 0
+    distill_start: float | int = 0
+    distill_warmup: float | int = 0
+    total_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.perceptual not in ("vgg19", "skb", "none"):
@@ -108,9 +113,11 @@ class Config:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.skam_ratio <= 1.0:
             raise ValueError(f"skam_ratio must be in [0, 1], got {self.skam_ratio}")
+        check_total_steps(self.total_steps)
         for name in ("distill_start", "distill_warmup"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            check_schedule_point(name, getattr(self, name))
+        if self.total_steps is not None:
+            self.schedule()
         for name in ("hist_bins", "hist_chunk", "teacher_dim", "teacher_stride", "skam_latent", "skam_patch", "num_regions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -137,6 +144,11 @@ class Config:
         """Whether any enabled part with a non-zero weight reads the SKB."""
         return self.use_priors or self.color_on or (self.perceptual_on and self.perceptual == "skb")
 
+    def schedule(self) -> tuple[int, int]:
+        """``(distill_start, distill_warmup)`` in ``loss()`` calls, fractions resolved against ``total_steps``."""
+        return (steps_of("distill_start", self.distill_start, self.total_steps),
+                steps_of("distill_warmup", self.distill_warmup, self.total_steps))
+
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes``; unknown names raise with the list of fields."""
         return merge(self, changes)
@@ -150,3 +162,36 @@ def merge(config: Any, changes: Mapping[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"unknown {type(config).__name__} fields {sorted(unknown)}; fields are {sorted(known)}")
     return dataclasses.replace(config, **changes)
+
+
+def check_total_steps(total_steps: Any) -> None:
+    """``total_steps`` is ``None`` or a positive int."""
+    if total_steps is not None and (isinstance(total_steps, bool) or not isinstance(total_steps, int)
+                                    or total_steps < 1):
+        raise ValueError(f"total_steps must be a positive int or None, got {total_steps!r}")
+
+
+def check_schedule_point(name: str, value: Any) -> None:
+    """A schedule point is a step count (an int ``>= 0``) or a fraction of the run (a float in ``[0, 1]``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a fraction (float) or a step count (int), got {value!r}")
+    if isinstance(value, float) and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value}: a float is a fraction of total_steps and must lie in [0, 1]; "
+                         "give a step count as an int")
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def steps_of(name: str, value: float | int, total_steps: int | None) -> int:
+    """The schedule point ``value`` in ``loss()`` calls: an int as it is, a float as ``round(value * total_steps)``.
+
+    Raises:
+        ValueError: a fraction without ``total_steps``.
+    """
+    if isinstance(value, int):
+        return value
+    if total_steps is None:
+        raise ValueError(f"{name}={value} is a fraction of the training length, but total_steps is not set: pass "
+                         f"total_steps=<training steps> (loss() calls; epochs * len(loader)), or give {name} as a "
+                         "step count (an int)")
+    return round(value * total_steps)

@@ -12,6 +12,7 @@ from typing import Literal
 
 import kornia
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 MU = 5000.0
@@ -75,7 +76,7 @@ def unpack_raw(packed: Tensor) -> Tensor:
     """
     if packed.ndim != 4 or packed.shape[1] != 4:
         raise ValueError(f"packed RAW must be (B, 4, H, W), got {tuple(packed.shape)}")
-    return nn.functional.pixel_shuffle(packed, 2)
+    return rearrange(packed, "b (i j) h w -> b 1 (h i) (w j)", i=2, j=2)
 
 
 def demosaic(raw: Tensor, bayer: str = "RGGB") -> Tensor:

@@ -7,21 +7,30 @@ hooked conv), which would silently overwrite a view and break autograd. A forwar
 starts a new capture round, and a forward hook that torch also calls when the forward raises drops that round's
 captures at once.
 :class:`FeatureMasks` write: their hooks return the masked feature, which the model then computes with.
+
+A hooked model stays an ordinary model: ``copy.deepcopy``, ``pickle`` and ``torch.save`` of it (an EMA copy, a
+whole-model checkpoint) give a model without semkt's hooks (:class:`_CopyGuard`), and a forward that
+``nn.DataParallel`` replicates over several GPUs is refused with the fix (:data:`DATA_PARALLEL`).
 """
 from __future__ import annotations
 
 import difflib
 import math
+import weakref
+from collections import OrderedDict
 from typing import Any, Callable, Sequence
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from .adapter import HookPoint
 
 
 def unwrap_container(model: nn.Module) -> nn.Module:
-    """The user's model behind DataParallel / DistributedDataParallel / ``torch.compile`` wrappers."""
+    """The user's model behind DataParallel / DistributedDataParallel / ``torch.compile`` wrappers (hooks on it fire
+    in every wrapper's forward; a DataParallel replica over several GPUs is refused when it trains)."""
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
@@ -60,9 +69,8 @@ def tokens_to_map(tokens: Tensor, aspect: float) -> Tensor:
     ``h·w = L`` is the factorisation closest to the image's aspect ``H / W``; this also covers models that
     pad to a multiple of their window before tokenising.
     """
-    b, length, c = tokens.shape
-    h, w = token_grid(length, aspect)
-    return tokens.transpose(1, 2).reshape(b, c, h, w)
+    h, _ = token_grid(tokens.shape[1], aspect)
+    return rearrange(tokens, "b (h w) c -> b c h w", h=h)
 
 
 def token_grid(length: int, aspect: float) -> tuple[int, int]:
@@ -90,7 +98,7 @@ def to_map(x: Tensor, point: HookPoint, aspect: float) -> Tensor:
             raise ValueError(f"hook point {point.path!r} is declared layout='tokens' but captured {tuple(x.shape)}")
         x = tokens_to_map(x, aspect)
     if point.frames > 1:
-        x = x.reshape(-1, point.frames, *x.shape[1:])[:, point.frame]
+        x = rearrange(x, "(b t) ... -> b t ...", t=point.frames)[:, point.frame]
     if x.ndim != 4:
         raise ValueError(
             f"hook point {point.path!r} captured shape {tuple(x.shape)}, not a (B, C, H, W) map; "
@@ -126,6 +134,65 @@ def hook_channels(model: nn.Module, point: HookPoint) -> int:
     return channels
 
 
+DATA_PARALLEL = (
+    "semkt cannot train a model that nn.DataParallel replicates over several GPUs: every replica would feed the "
+    "plugin's hooks a slice of the batch at once. Use DistributedDataParallel, one process per GPU "
+    "(docs/training.md; docs/recipes/ has the change for each baseline's train script), or train on one GPU "
+    "(CUDA_VISIBLE_DEVICES=0)."
+)
+
+# every dict in which nn.Module keeps forward hooks, keyed by handle id
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs")
+
+
+class _CopyGuard:
+    """The ``__getstate__`` of a module that carries semkt hooks: its state without them.
+
+    ``copy.deepcopy``, ``pickle`` and ``torch.save`` all take a module's state from
+    ``module.__getstate__()``, which finds this object in the instance's ``__dict__`` before the class's method. A
+    copy of a wrapped model is thus a plain model: no hook of it feeds the original plugin, and nothing
+    unpicklable is saved. The guard leaves the module when its last semkt hook does.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = weakref.ref(module)
+        self.ids: set[int] = set()
+        self.previous = module.__dict__.get("__getstate__")  # a user's own instance-level __getstate__
+
+    def __call__(self) -> Any:
+        module = self.module()
+        state = self.previous() if self.previous is not None else type(module).__getstate__(module)
+        if not isinstance(state, dict):
+            return state
+        state = dict(state)
+        state.pop("__getstate__", None)
+        for name in _HOOK_DICTS:
+            if name in state:
+                state[name] = OrderedDict((k, v) for k, v in state[name].items() if k not in self.ids)
+        if self.previous is not None:
+            state["__getstate__"] = self.previous
+        return state
+
+    @classmethod
+    def add(cls, module: nn.Module, handle: RemovableHandle) -> None:
+        guard = module.__dict__.get("__getstate__")
+        if not isinstance(guard, cls):
+            guard = module.__dict__["__getstate__"] = cls(module)
+        guard.ids.add(handle.id)
+
+    @classmethod
+    def discard(cls, module: nn.Module, handle: RemovableHandle) -> None:
+        guard = module.__dict__.get("__getstate__")
+        if isinstance(guard, cls):
+            guard.ids.discard(handle.id)
+            if not guard.ids:
+                if guard.previous is None:
+                    del module.__dict__["__getstate__"]
+                else:
+                    module.__dict__["__getstate__"] = guard.previous
+
+
 class _PointHooks:
     """Hooks at the hook points' modules, and a pre-hook and a hook on the root model around each forward.
 
@@ -139,13 +206,24 @@ class _PointHooks:
         self.points = tuple(points)
         self.calls = [0] * len(self.points)
         self.modules = [find_module(self.model, p.path) for p in self.points]
-        self.handles = [self.model.register_forward_pre_hook(self._new_round),
-                        self.model.register_forward_hook(self._end_round, always_call=True)]
+        self.handles: list[tuple[nn.Module, RemovableHandle]] = []
+        self._add(self.model, self.model.register_forward_pre_hook(self._start_round))
+        self._add(self.model, self.model.register_forward_hook(self._end_round, always_call=True))
         for i, (point, module) in enumerate(zip(self.points, self.modules)):
             if point.kind == "pre":
-                self.handles.append(module.register_forward_pre_hook(self._hook(i, input_side=True)))
+                self._add(module, module.register_forward_pre_hook(self._hook(i, input_side=True)))
             else:
-                self.handles.append(module.register_forward_hook(self._hook(i, input_side=False)))
+                self._add(module, module.register_forward_hook(self._hook(i, input_side=False)))
+
+    def _add(self, module: nn.Module, handle: RemovableHandle) -> None:
+        self.handles.append((module, handle))
+        _CopyGuard.add(module, handle)
+
+    def _start_round(self, module: nn.Module, args: Any) -> None:
+        # a DataParallel replica shares the original's hook dicts but is another object (torch marks it)
+        if getattr(module, "_is_replica", False) and torch.is_grad_enabled():
+            raise RuntimeError(DATA_PARALLEL)
+        self._new_round(module, args)
 
     def _new_round(self, module: nn.Module, args: Any) -> None:
         raise NotImplementedError
@@ -177,8 +255,9 @@ class _PointHooks:
 
     def remove(self) -> None:
         """Remove every hook."""
-        for handle in self.handles:
+        for module, handle in self.handles:
             handle.remove()
+            _CopyGuard.discard(module, handle)
         self.handles.clear()
 
 
@@ -186,7 +265,7 @@ class FeatureHooks(_PointHooks):
     """Forward (or pre-forward) hooks at named modules that keep one clone per hook point per forward.
 
     Args:
-        model: the model (DataParallel/DDP/compiled wrappers are looked through).
+        model: the model (DDP, single-device DataParallel and compiled wrappers are looked through).
         points: where to hook.
 
     Attributes:
@@ -252,20 +331,21 @@ class FeatureMasks(_PointHooks):
     only call is the last). The model's code and parameters stay as they are, and :meth:`remove` leaves no hook.
 
     Args:
-        model: the model (DataParallel/DDP/compiled wrappers are looked through).
+        model: the model (DDP, single-device DataParallel and compiled wrappers are looked through).
         points: where to mask.
         mask_fn: ``mask_fn(i, x)`` for hook point ``i``: ``x`` is the feature as maps ``(B, frames, C, h, w)``
             (``(B·frames, C, H, W)`` split into its frames; ``(B, L, C)`` tokens laid out as :func:`tokens_to_map`
             does at :attr:`aspect`); returns the map to multiply with, ``(B, 1 or frames, 1, h, w)``.
         begin: called at the start of every forward of the root model; returns whether that forward is masked.
+        abort: called when a masked forward raises, to undo what ``begin`` drew for it (``None``: nothing to undo).
 
     Attributes:
         aspect: ``H / W`` of the image, to lay out tokens; the owner sets it before the forward.
     """
 
     def __init__(self, model: nn.Module, points: Sequence[HookPoint], mask_fn: Callable[[int, Tensor], Tensor],
-                 begin: Callable[[], bool]) -> None:
-        self.mask_fn, self.begin = mask_fn, begin
+                 begin: Callable[[], bool], abort: Callable[[], None] | None = None) -> None:
+        self.mask_fn, self.begin, self.abort = mask_fn, begin, abort
         self.aspect = 1.0
         self.on = False
         super().__init__(model, points)
@@ -276,6 +356,8 @@ class FeatureMasks(_PointHooks):
         self.on = bool(self.begin())
 
     def _end_round(self, module: nn.Module, args: Any, output: Any) -> None:
+        if output is None and self.on and self.abort is not None:  # torch passes None when the forward raised
+            self.abort()
         self.on = False  # a submodule called outside the root model's forward is never masked
 
     def _listening(self) -> bool:
@@ -298,8 +380,7 @@ class FeatureMasks(_PointHooks):
         if point.layout == "tokens":
             if x.ndim != 3:
                 raise ValueError(f"hook point {point.path!r} is declared layout='tokens' but gave {tuple(x.shape)}")
-            h, w = token_grid(x.shape[1], self.aspect)
-            maps = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], h, w)
+            maps = tokens_to_map(x, self.aspect)
         elif x.ndim == 4:
             maps = x
         else:
@@ -309,10 +390,10 @@ class FeatureMasks(_PointHooks):
         if n % point.frames:
             raise ValueError(f"hook point {point.path!r} declares frames={point.frames} but its batch is {n}")
         b = n // point.frames
-        mask = self.mask_fn(i, maps.reshape(b, point.frames, c, h, w))
-        mask = mask.expand(b, point.frames, 1, h, w).reshape(n, 1, h, w).to(x.dtype)
+        mask = self.mask_fn(i, rearrange(maps, "(b t) c h w -> b t c h w", t=point.frames))
+        mask = rearrange(mask.expand(b, point.frames, 1, h, w), "b t 1 h w -> (b t) 1 h w").to(x.dtype)
         if point.layout == "tokens":
-            return x * mask.reshape(n, 1, h * w).transpose(1, 2)  # token l is cell (l // w, l % w), as tokens_to_map
+            return x * rearrange(mask, "n 1 h w -> n (h w) 1")  # the layout tokens_to_map reads
         return x * mask
 
     def remove(self) -> None:

@@ -27,6 +27,12 @@ _wrapped: "weakref.WeakKeyDictionary[nn.Module, Strategy]" = weakref.WeakKeyDict
 def select_output(output: Any, where: int | str | None) -> Tensor:
     """H_in from a model's return value: the value itself, a tuple index or a dict key."""
     value = output
+    if where is not None and isinstance(output, Tensor):
+        raise ValueError(
+            f"the adapter takes H_in from output[{where!r}] of what the model returned, but loss() got a single "
+            f"tensor {tuple(output.shape)}: pass the model's whole return value (skt.loss(out, gt), not "
+            f"skt.loss(out[{where!r}], gt)), or fix the adapter's `output` if the model returns one tensor"
+        )
     if where is not None:
         try:
             value = output[where]
@@ -151,7 +157,9 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
     """Attach a training scheme to ``model``.
 
     Args:
-        model: the user's HDR model (the ORM), unmodified; DataParallel/DDP/compiled wrappers are looked through.
+        model: the user's HDR model (the ORM), unmodified; DistributedDataParallel, ``torch.compile`` and
+            single-device DataParallel wrappers are looked through. DataParallel over several GPUs is refused at
+            the first training forward (use DDP).
         adapter: a registered adapter name (``"ahdr"``), an :class:`Adapter`, a dict or an adapter file.
         config: settings, an instance of the strategy's ``config_class`` (:class:`~semkt_plugin.Config` for
             ``"skt"``); ``None`` uses its defaults with the adapter's own overrides.

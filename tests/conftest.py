@@ -37,6 +37,25 @@ def train_steps(model, skt, opt, data) -> list[dict[str, float]]:
 
 TINY_ADAPTER = Adapter("tiny", [HookPoint("conv1", call=1), HookPoint("body")], description="tests")
 
+# SKAM with its hooks and a narrow teacher, no SKB: a step takes milliseconds
+NO_SKB = dict(use_color=False, use_priors=False, use_content=False, teacher_dim=8, teacher_heads=1, skam_latent=4)
+
+
+class Boom(Exception):
+    pass
+
+
+class FlakyHDR(TinyHDR):
+    """Raises after its whole forward ran (every hook has fired first) while ``fail`` is set."""
+
+    fail = False
+
+    def forward(self, x1, x2, x3):
+        out = super().forward(x1, x2, x3)
+        if self.fail:
+            raise Boom("forward")
+        return out
+
 
 @pytest.fixture(scope="session")
 def skb():

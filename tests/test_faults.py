@@ -7,27 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import TINY_ADAPTER, TinyHDR
+from conftest import NO_SKB as CHEAP
+from conftest import TINY_ADAPTER, Boom, FlakyHDR, TinyHDR
 from semkt_plugin.plugin import wrap
-
-# no SKB and a narrow teacher: a step is a few ms, so 1,000 of them take seconds
-CHEAP = dict(use_color=False, use_priors=False, use_content=False, teacher_dim=8, teacher_heads=1, skam_latent=4)
-
-
-class Boom(Exception):
-    pass
-
-
-class FlakyHDR(TinyHDR):
-    """Raises after the whole forward ran, so every hook has captured its feature first."""
-
-    fail = False
-
-    def forward(self, x1, x2, x3):
-        out = super().forward(x1, x2, x3)
-        if self.fail:
-            raise Boom("forward")
-        return out
 
 
 def _hook_count(model: nn.Module) -> int:

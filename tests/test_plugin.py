@@ -140,6 +140,9 @@ def test_bad_inputs_get_clear_errors(skb, batch):
     skt = wrap(model, Adapter("tiny", TINY_ADAPTER.hooks, output=2), skb=skb, **FAST)
     with pytest.raises(ValueError, match="fix the adapter's `output`"):
         skt.loss((out, out), gt)
+    with pytest.raises(ValueError, match=r"pass the model's whole return value \(skt.loss\(out, gt\), not "
+                                         r"skt.loss\(out\[2\], gt\)\)"):
+        skt.loss(out, gt)  # the user indexed the output themselves
     skt.unwrap()
 
 

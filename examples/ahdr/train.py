@@ -118,9 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
         from semkt_plugin import wrap
 
         overrides = json.loads(Path(args.semkt_config).read_text()) if args.semkt_config else {}
-        if args.strategy != "skt":  # their schedules (curriculum, warm-up) are fractions of the run
-            overrides = {"total_steps": args.steps, **overrides}
-        skt = wrap(model, adapter="ahdr", strategy=args.strategy, **overrides)
+        # total_steps: the strategies' schedules may be fractions of the run
+        skt = wrap(model, adapter="ahdr", strategy=args.strategy, **{"total_steps": args.steps, **overrides})
         params = [*model.parameters(), *skt.parameters()]
     optimizer = Adam(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
 

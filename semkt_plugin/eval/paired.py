@@ -1,6 +1,7 @@
 """Paired runs: the example AHDR trained as is and with semkt on the same seed, data, crops and steps.
 
-A run is the example repository's own ``train.py`` then ``test.py`` (``examples/ahdr``), called in-process. Both
+A run is the example repository's own ``train.py`` then ``test.py`` (``examples/ahdr``, installed with semkt as
+``semkt_plugin.example_ahdr``), called in-process. Both
 runs of a pair share ``--seed``: the same initial weights and the same batches (the data have their own seeded
 generators, and ``wrap`` builds the plugin under a forked RNG), so their difference is semkt's effect alone.
 
@@ -20,7 +21,9 @@ from typing import Any
 
 import torch
 
-EXAMPLE_DIR = Path(__file__).resolve().parents[2] / "examples" / "ahdr"
+from .. import example_ahdr
+
+EXAMPLE_DIR = Path(example_ahdr.__file__).parent
 EXAMPLE_MODULES = ("model", "dataset", "train", "test")
 METRICS = (("psnr_mu", "PSNR-μ"), ("psnr_l", "PSNR-L"), ("ssim_mu", "SSIM-μ"), ("ssim_l", "SSIM-L"))
 
@@ -32,8 +35,8 @@ def load_example(example_dir: Path = EXAMPLE_DIR) -> tuple[ModuleType, ModuleTyp
     """
     if not (example_dir / "train.py").exists():
         raise FileNotFoundError(
-            f"{example_dir} has no train.py: the paired runs use the example repository examples/ahdr of a source "
-            "checkout; pass --example_dir <checkout>/examples/ahdr"
+            f"{example_dir} has no train.py: the paired runs use an AHDR training repository laid out as "
+            "examples/ahdr (model.py, dataset.py, train.py, test.py); pass --example_dir <that folder>"
         )
     saved = {name: sys.modules.pop(name) for name in EXAMPLE_MODULES if name in sys.modules}
     sys.path.insert(0, str(example_dir))

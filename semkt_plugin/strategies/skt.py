@@ -67,6 +67,7 @@ class SemanticTransfer(Strategy):
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: Config, skb: nn.Module | None = None) -> None:
         super().__init__(model, adapter, config)
+        self._start, self._warmup = config.schedule()  # in loss() calls; a fraction without total_steps fails here
         core = unwrap_container(model)
         channels = self._hook_channels(core, adapter) if config.use_skam else []  # fail fast, before loading networks
         if skb is None and config.needs_skb:
@@ -126,7 +127,7 @@ class SemanticTransfer(Strategy):
             h_in = select_output(output, self.adapter.output)
             check_pair(h_in, target, next(self.teacher.parameters()))
             step = int(self.steps)
-            ramp = distill_ramp(step, cfg.distill_start, cfg.distill_warmup)
+            ramp = distill_ramp(step, self._start, self._warmup)
             on = self._active(ramp)
             if torch.is_grad_enabled():
                 self.steps += 1
@@ -186,8 +187,7 @@ class SemanticTransfer(Strategy):
     def _arm_hooks(self, step: int) -> None:
         """Capture features in the model's forward only when the ``loss()`` call ``step`` will run SKAM."""
         if self.hooks is not None:
-            cfg = self.config
-            self.hooks.active = self._active(distill_ramp(step, cfg.distill_start, cfg.distill_warmup))["feat"]
+            self.hooks.active = self._active(distill_ramp(step, self._start, self._warmup))["feat"]
 
     def _skb(self, hs: Tensor, regions: bool, grad: bool) -> tuple[list[Tensor] | None, Tensor | None]:
         """The SKB's features (with a graph to ``hs`` if ``grad``) and, if ``regions``, its region maps."""

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..config import merge
+from ..config import check_schedule_point, check_total_steps, merge, steps_of
 from ..hooks import FeatureHooks, hook_channels, unwrap_container
 from ..plugin import Strategy, check_pair, select_output
 
@@ -92,15 +92,8 @@ class SmartHDRConfig:
             raise ValueError(f"mu must be positive, got {self.mu}")
         if not 0.0 <= self.ema <= 1.0:
             raise ValueError(f"ema must be in [0, 1], got {self.ema}")
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)):
-            raise ValueError(f"warmup must be a fraction (float in [0, 1]) or a step count (int), got {self.warmup!r}")
-        if isinstance(self.warmup, float) and not 0.0 <= self.warmup <= 1.0:
-            raise ValueError(f"warmup={self.warmup} is a float, i.e. a fraction of total_steps, so it must be in "
-                             "[0, 1]; give a step count as an int")
-        if isinstance(self.warmup, int) and self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0 steps, got {self.warmup}")
-        if self.total_steps is not None and (isinstance(self.total_steps, bool) or self.total_steps < 1):
-            raise ValueError(f"total_steps must be a positive int or None, got {self.total_steps!r}")
+        check_schedule_point("warmup", self.warmup)
+        check_total_steps(self.total_steps)
         if isinstance(self.judge_point, bool) or not isinstance(self.judge_point, int) or self.judge_point < 0:
             raise ValueError(f"judge_point must be an index (int >= 0) into the adapter's hooks, "
                              f"got {self.judge_point!r}")
@@ -120,13 +113,7 @@ class SmartHDRConfig:
     @property
     def warmup_steps(self) -> int:
         """:attr:`warmup` in steps; a fraction needs :attr:`total_steps`."""
-        if isinstance(self.warmup, int):
-            return self.warmup
-        if self.total_steps is None:
-            raise ValueError(f"warmup={self.warmup} is a fraction of total_steps, but total_steps is None: set "
-                             "total_steps (the run's training steps, i.e. loss() calls) or give warmup as a step "
-                             "count (an int)")
-        return round(self.warmup * self.total_steps)
+        return steps_of("warmup", self.warmup, self.total_steps)
 
     def replace(self, **changes: Any) -> "SmartHDRConfig":
         """A copy with ``changes``; unknown names raise with the list of fields."""

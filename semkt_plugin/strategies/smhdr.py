@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..config import merge
+from ..config import check_schedule_point, check_total_steps, merge, steps_of
 from ..data.regions import SCENE_STRIDE
 from ..hooks import FeatureMasks, unwrap_container
 from ..plugin import Strategy, check_pair, select_output
@@ -108,18 +108,9 @@ class SMHDRConfig:
                                  f"{self.mask_points!r}")
         if self.mu <= 0:
             raise ValueError(f"mu must be positive, got {self.mu}")
-        if self.total_steps is not None and (isinstance(self.total_steps, bool) or not isinstance(self.total_steps, int)
-                                             or self.total_steps < 1):
-            raise ValueError(f"total_steps must be a positive int or None, got {self.total_steps!r}")
+        check_total_steps(self.total_steps)
         for name in ("ramp_start", "ramp_peak", "ramp_end"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a fraction (float) or a step count (int), got {value!r}")
-            if isinstance(value, float) and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}={value}: a float is a fraction of total_steps and must lie in [0, 1]; "
-                                 "give a step count as an int")
-            if isinstance(value, int) and value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+            check_schedule_point(name, getattr(self, name))
         points = (self.ramp_start, self.ramp_peak, self.ramp_end)
         if self.total_steps is not None or not any(isinstance(v, float) for v in points):
             self.schedule()
@@ -130,16 +121,7 @@ class SMHDRConfig:
         Raises:
             ValueError: a fraction without ``total_steps``, or not ``start ≤ peak ≤ end``.
         """
-        steps = []
-        for name in ("ramp_start", "ramp_peak", "ramp_end"):
-            value = getattr(self, name)
-            if isinstance(value, float):
-                if self.total_steps is None:
-                    raise ValueError(f"{name}={value} is a fraction of the training length, but total_steps is not "
-                                     "set: pass total_steps=<training steps> (loss() calls), or give the ramp points "
-                                     "as step counts (ints)")
-                value = round(value * self.total_steps)
-            steps.append(value)
+        steps = [steps_of(name, getattr(self, name), self.total_steps) for name in ("ramp_start", "ramp_peak", "ramp_end")]
         if not steps[0] <= steps[1] <= steps[2]:
             raise ValueError(f"the curriculum needs ramp_start <= ramp_peak <= ramp_end, got steps {tuple(steps)} "
                              f"from {self.ramp_start!r}, {self.ramp_peak!r}, {self.ramp_end!r}")
@@ -214,7 +196,8 @@ class SMHDR(Strategy):
         self._weight: dict[int, float] = {}
         self._sse: dict[int, float] = {}  # the current refresh window's sums, float64 on the CPU
         self._count: dict[int, int] = {}
-        self.masks = FeatureMasks(core, points, self._mask_map, self._begin)
+        self._drawn_from: Tensor | None = None  # the mask generator's state before the current forward's draw
+        self.masks = FeatureMasks(core, points, self._mask_map, self._begin, self._abort)
         self._follow_model()
 
     @property
@@ -247,10 +230,16 @@ class SMHDR(Strategy):
             raise RuntimeError(
                 f"SMHDR masks this training forward (mask ratio {ratio:.3g} at step {int(self.steps)}) but has no "
                 "region IDs for it: call skt.regions(ids) with the batch's (B, H, W) region IDs before each forward")
+        self._drawn_from = self._generator.get_state()
         self._keep = self._draw_keep(ids, ratio)
         self._coins = (torch.rand(len(self.masks.points), generator=self._generator) < self.config.region_prob).tolist()
         self.masks.aspect = ids.shape[-2] / ids.shape[-1]
         return True
+
+    def _abort(self) -> None:
+        """A masked forward raised: its draw is taken back, so the next forward draws what this one did."""
+        self._generator.set_state(self._drawn_from)
+        self._ids = self._keep = None
 
     def _ratios(self, keys: list[int], ratio: float) -> Tensor:
         """``r_m`` of the regions ``keys`` at the curriculum ratio ``ratio``, ``(K,)`` float32 on the CPU: what
