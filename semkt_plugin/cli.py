@@ -1,4 +1,4 @@
-"""The ``semkt`` command: ``demo``, ``verdict``, ``adapters``, ``check``, ``balance``."""
+"""The ``semkt`` command: ``demo``, ``verdict``, ``adapters``, ``check``, ``balance``, ``probe``."""
 from __future__ import annotations
 
 import argparse
@@ -60,24 +60,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 BALANCE_AHDR = {"nChannel": 6, "nDenselayer": 3, "nFeat": 16, "growthRate": 8}  # `semkt demo`'s narrow AHDR
 
 
-def cmd_balance(args: argparse.Namespace) -> int:
+def _model_and_batches(args: argparse.Namespace, data: Path) -> tuple[Any, Any, Any]:
+    """The model of ``--model`` (default: the example AHDR, built and initialised as its train.py does), the
+    training batches of ``data``, and the task loss (AHDRNet's μ-law L1), for ``balance`` and ``probe``."""
     import torch
     from torch.utils.data import DataLoader
 
     from .data.kalantari import KalantariDataset
-    from .data.synth import generate_dataset
     from .domain import mu_law
-    from .eval.balance import run_balance
     from .eval.paired import EXAMPLE_DIR, load_example
-    from .eval.verdict import OFFLINE
-    from .plugin import select_output, wrap
+    from .plugin import select_output
+    from .registry import get_adapter
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = args.data or generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed)
     torch.manual_seed(args.seed)
     kwargs = json.loads(args.kwargs)
-    if args.model is None:  # built and initialised as examples/ahdr/train.py does
+    if args.model is None:
         train, _ = load_example(EXAMPLE_DIR)
         model = train.AHDR(argparse.Namespace(**{**BALANCE_AHDR, **kwargs}))
         model.apply(train.weights_init_kaiming)
@@ -85,20 +82,58 @@ def cmd_balance(args: argparse.Namespace) -> int:
         factory = load_object(args.model)
         model = factory(argparse.Namespace(**kwargs)) if args.namespace else factory(**kwargs)
     model.train()
-    skt = wrap(model, args.adapter, **{**OFFLINE, **json.loads(args.config)})
     loader = DataLoader(KalantariDataset(data, "Training", crop=args.crop, augment=True, seed=args.seed),
                         batch_size=args.batchsize, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
-    optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=args.lr)
+    where = get_adapter(args.adapter).output
 
     def task_loss(output: Any, gt: torch.Tensor) -> torch.Tensor:  # AHDRNet's: L1 of the μ-law tone maps
-        return torch.nn.functional.l1_loss(mu_law(select_output(output, skt.adapter.output)), mu_law(gt))
+        return torch.nn.functional.l1_loss(mu_law(select_output(output, where)), mu_law(gt))
 
+    return model, loader, task_loss
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data.synth import generate_dataset
+    from .eval.balance import run_balance
+    from .eval.verdict import OFFLINE
+    from .plugin import wrap
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = args.data or generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed)
+    model, loader, task_loss = _model_and_batches(args, data)
+    skt = wrap(model, args.adapter, **{**OFFLINE, **json.loads(args.config)})
+    optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=args.lr)
     report = run_balance(model, skt, loader, task_loss, optimizer, steps=args.steps, every=args.every)
     print(report.table())
     settings = {**vars(args), "data": str(data)}
     (out / "balance.json").write_text(json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n")
     report.plot(out / "balance.png")
     print(f"wrote {out / 'balance.json'} and {out / 'balance.png'}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .config import Config
+    from .data.brackets import generate_real_dataset
+    from .eval.probe import ARMS, CONTROL, run_probe
+    from .eval.verdict import OFFLINE
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = args.data or generate_real_dataset(out / "data", eval_split="validation", seed=0)
+    model, loader, task_loss = _model_and_batches(args, data)
+    config = Config(**{**OFFLINE, "seed": args.seed, **json.loads(args.config)})
+    arms = {**ARMS, **(CONTROL if args.truth else {})}
+    report = run_probe(model, args.adapter, loader, task_loss, steps=args.steps, arms=arms, config=config,
+                       lr=args.lr, windows=args.windows)
+    print(report.table())
+    settings = {**vars(args), "data": str(data)}
+    (out / "probe.json").write_text(json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n")
+    report.plot(out / "probe.png")
+    print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")
     return 0
 
 
@@ -154,12 +189,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     balance.add_argument("--lr", type=float, default=5e-4, help="Adam's, as `semkt demo`")
     balance.add_argument("--seed", type=int, default=0, help="model init, data and crops")
     balance.add_argument("--out", default="semkt_balance", help="folder for balance.json and balance.png")
+    about = ("train the model with its own loss and, beside it, teachers with and without the SKB's priors: "
+             "does this SKB give this teacher anything it can use on this data? (minutes on a GPU)")
+    probe = sub.add_parser("probe", help=about, description=about)
+    probe.add_argument("--data", default=None, help="Kalantari-layout folder with Training/; default: the "
+                                                    "real-content training scenes in <out>/data")
+    probe.add_argument("--model", default=None, help="MODULE:FACTORY or FILE.py:FACTORY of a model taking AHDR's "
+                                                     "inputs and giving linear HDR; default: the example AHDR, "
+                                                     "narrow as in `semkt demo`")
+    probe.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory")
+    probe.add_argument("--namespace", action="store_true",
+                       help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
+    probe.add_argument("--adapter", default="ahdr", help="adapter name or .yaml/.toml/.json file")
+    probe.add_argument("--config", default="{}", help="JSON of semkt Config fields every teacher starts from, e.g. "
+                                                      "'{\"skb_weights\": \"FastSAM-s.pt\"}' (default here: the stand-in SKB)")
+    probe.add_argument("--truth", action="store_true", help="add the control: a teacher given the SKB's priors of the "
+                                                             "ground truth itself")
+    probe.add_argument("--steps", type=int, default=300, help="training steps; margins over the second half")
+    probe.add_argument("--windows", type=int, default=5, help="windows the second half is split into")
+    probe.add_argument("--crop", type=int, default=64, help="training patch size")
+    probe.add_argument("--batchsize", type=int, default=2)
+    probe.add_argument("--lr", type=float, default=5e-4, help="Adam's, for the model and the teachers")
+    probe.add_argument("--seed", type=int, default=0, help="model init, data, crops and the teachers' init")
+    probe.add_argument("--out", default="semkt_probe", help="folder for probe.json and probe.png")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("demo", "verdict"):
         return {"demo": cmd_demo, "verdict": cmd_verdict}[args.command](args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"adapters": cmd_adapters, "check": cmd_check, "balance": cmd_balance}[args.command](args)
+    return {"adapters": cmd_adapters, "check": cmd_check, "balance": cmd_balance, "probe": cmd_probe}[args.command](args)
 
 
 if __name__ == "__main__":

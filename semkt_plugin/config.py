@@ -50,6 +50,12 @@ class Config:
         use_content, use_color, use_skam, use_priors: ablation switches (Table 3): L_content, L_color, SKAM, the
             SKB priors in the teacher (off: a plain second-stage teacher; the SKB is then only loaded if the
             color loss or ``perceptual="skb"`` needs it).
+        prior_source: what the SKB reads for the teacher's priors and L_color's region maps: ``"output"`` (the
+            paper's: T(H_in), the model's own output) or ``"truth"`` (T(GT), the ground truth of the training
+            batch: a privileged teacher that sees what the student cannot; the teacher is training-only, so
+            inference is untouched).
+        prior_fusion: how a prior enters each of the teacher's fusion modules: ``"attention"`` (eq. 4, a channel
+            × channel mix per image), ``"spatial"`` (a per-pixel scale and shift from the prior) or ``"both"``.
         teacher_moves_orm: let L_spg's gradient reach the ORM through T(H_in) (off in the paper's scheme).
         color_background: add the region "everything no SKB region covers" (``1 − max_n p_m^n``) to L_color, so
             that background pixels count too (FastSAM's masks cover objects, not the whole image).
@@ -95,6 +101,8 @@ class Config:
     use_color: bool = True
     use_skam: bool = True
     use_priors: bool = True
+    prior_source: Literal["output", "truth"] = "output"
+    prior_fusion: Literal["attention", "spatial", "both"] = "attention"
     teacher_moves_orm: bool = False
     color_background: bool = True
     distill_gate: bool = True
@@ -108,7 +116,8 @@ class Config:
         if self.hist_kernel not in ("sigmoid", "gaussian"):
             raise ValueError(f"hist_kernel must be 'sigmoid' or 'gaussian', got {self.hist_kernel!r}")
         for name, allowed in (("skam_mask", ("spatial", "element")), ("skam_norm", ("image", "channel", "none")),
-                              ("skam_reduction", ("mean", "sum"))):
+                              ("skam_reduction", ("mean", "sum")), ("prior_source", ("output", "truth")),
+                              ("prior_fusion", ("attention", "spatial", "both"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.skam_ratio <= 1.0:

@@ -40,7 +40,7 @@ def test_wrap_train_two_steps_unwrap(name, skb):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "total"}
+    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
     assert skt.last_losses["feat"] > 0
     trained = copy.deepcopy(model.state_dict())
     assert skt.unwrap() is model

@@ -127,7 +127,7 @@ def test_any_size_down_to_one_pixel_and_batch_of_one(wrapped, b, h, w):
     loss = skt.loss(out, torch.rand_like(out))
     loss.backward()
     assert torch.isfinite(loss) and _finite_grads(model) and _finite_grads(skt)
-    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "total"}
+    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
 
 
 @SOME

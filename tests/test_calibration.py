@@ -78,7 +78,7 @@ def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_pa
     base = run(train, test, setup, Variant("AHDR"), 0, tmp_path / "base")
     only_teacher = run(train, test, setup, Variant("semkt, teacher only", off), 0, tmp_path / "teacher")
     assert only_teacher["train"]["losses"] == base["train"]["losses"]  # every step's task loss, exactly
-    assert set(only_teacher["train"]["semkt_losses"][-1]) == {"spg", "total"}
+    assert set(only_teacher["train"]["semkt_losses"][-1]) == {"spg", "orm", "total"}
     a, b = (torch.load(r["train"]["checkpoint"]) for r in (base, only_teacher))
     assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert only_teacher["test"] == base["test"]

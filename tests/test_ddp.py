@@ -47,8 +47,8 @@ def test_ddp_keeps_ranks_in_sync(ranks, order):
     assert len(moved) > len(a["init"]) // 2, "the plugin did not train"
     for r in (a, b):
         assert r["keys_kept"] and r["hooked_inner"] and r["wrapper_hooks"] == 0
-        assert set(r["losses"][0]) == {"spg", "feat", "total"} and r["losses"][0]["feat"] == 0  # before the start
-        assert all(set(step) == {"spg", "content", "color", "feat", "total"} for step in r["losses"][1:])
+        assert set(r["losses"][0]) == {"spg", "feat", "orm", "total"} and r["losses"][0]["feat"] == 0  # before the start
+        assert all(set(step) == {"spg", "content", "color", "feat", "orm", "total"} for step in r["losses"][1:])
         assert all(math.isfinite(v) for step in r["losses"] for v in step.values())
     assert a["losses"] != b["losses"], "each rank should see its own data"
 

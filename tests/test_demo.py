@@ -22,7 +22,7 @@ def test_demo_writes_table_results_and_figure(tmp_path, capsys):
         assert run["seed"] == 0 and len(run["train"]["losses"]) == 2
         assert all(math.isfinite(run["test"][k]) for k in ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l"))
     (boosted,) = results["runs"]["AHDR + semkt"]
-    assert set(boosted["train"]["semkt_losses"][-1]) == {"spg", "content", "color", "feat", "total"}
+    assert set(boosted["train"]["semkt_losses"][-1]) == {"spg", "content", "color", "feat", "orm", "total"}
     assert (out / "figure.png").stat().st_size > 0 and (out / "data" / "synth.json").exists()
     printed = capsys.readouterr().out
     assert "AHDR + semkt" in printed and "PSNR-μ" in printed and "gain over AHDR at the same seed" in printed

@@ -29,7 +29,7 @@ def test_train_then_unwrap_leaves_the_model_as_is(skb, batch):
     assert not set(dict(skt.named_parameters())) & {f"model.{k}" for k in keys}
     loss = _train(model, skt, batch)
     assert math.isfinite(loss)
-    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "total"}
+    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
     before = copy.deepcopy(model.state_dict())
     assert skt.unwrap() is model
     assert _hook_count(model) == 0
@@ -107,7 +107,7 @@ def test_ablation_switches_drop_terms(skb, batch):
     skt = wrap(model, TINY_ADAPTER, skb=skb, use_color=False, use_skam=False, use_content=False, use_priors=False)
     assert skt.skb is None and skt.skam is None and _hook_count(model) == 0
     skt.loss(model(*frames), gt)
-    assert set(skt.last_losses) == {"spg", "total"}
+    assert set(skt.last_losses) == {"spg", "orm", "total"}
     skt.unwrap()
 
 
@@ -210,7 +210,7 @@ def test_slim_teacher_trains_through_wrap(skb, batch):
     skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST, teacher_stride=2)
     assert skt.teacher.stride == 2
     skt.loss(model(*frames), gt).backward()  # SKAM resizes the half-resolution teacher features to the hooks'
-    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "total"}
+    assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
     assert all(p.grad is not None for p in skt.parameters())
     skt.unwrap()
     with pytest.raises(ValueError, match="teacher_stride"):

@@ -118,8 +118,10 @@ def main(argv: list[str] | None = None) -> dict:
         from semkt_plugin import wrap
 
         overrides = json.loads(Path(args.semkt_config).read_text()) if args.semkt_config else {}
-        # total_steps: the strategies' schedules may be fractions of the run
-        skt = wrap(model, adapter="ahdr", strategy=args.strategy, **{"total_steps": args.steps, **overrides})
+        # total_steps: the strategies' schedules may be fractions of the run; the plugin's own initial weights and
+        # random draws (SKAM's masks, SMHDR's masks, SmartHDR's augmentations) follow the run's seed
+        settings = {"total_steps": args.steps, "seed": args.seed, **overrides}
+        skt = wrap(model, adapter="ahdr", strategy=args.strategy, **settings)
         params = [*model.parameters(), *skt.parameters()]
     optimizer = Adam(params, lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
 

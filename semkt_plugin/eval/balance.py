@@ -18,12 +18,11 @@ baseline: a ratio far below 1 does nothing, one far above it drowns the task los
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import operator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 
 from ..hooks import unwrap_container
 from ..strategies.skt import SemanticTransfer
+from .batches import forever
 
 __all__ = ["BalanceReport", "compare", "gradient_balance", "run_balance", "term_gradients", "trainable_parameters"]
 
@@ -224,18 +224,6 @@ class BalanceReport:
         plt.close(fig)
 
 
-def _forever(batches: Iterable) -> Iterator:
-    """``batches`` over and over (a DataLoader reshuffles each pass); an iterator that runs dry is an error."""
-    for first in itertools.chain([True], itertools.repeat(False)):
-        empty = True
-        for batch in batches:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("no batches" if first else "the batches ran out after one pass: pass a re-iterable "
-                             "such as a DataLoader, or at least `steps` batches")
-
-
 def run_balance(model: nn.Module, skt: SemanticTransfer, batches: Iterable[Sequence[Any]],
                 task_loss_fn: Callable[[Any, Tensor], Tensor], optimizer: torch.optim.Optimizer | None = None,
                 steps: int = 50, every: int = 1, groups: bool = True) -> BalanceReport:
@@ -264,7 +252,7 @@ def run_balance(model: nn.Module, skt: SemanticTransfer, batches: Iterable[Seque
         optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=1e-4)
     device = next(model.parameters()).device
     records = []
-    for step, batch in zip(range(steps), _forever(batches)):
+    for step, batch in zip(range(steps), forever(batches)):
         *inputs, target = (x.to(device) if isinstance(x, Tensor) else x for x in batch)
         output = model(*inputs)
         task = task_loss_fn(output, target)

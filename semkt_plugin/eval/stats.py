@@ -35,6 +35,11 @@ class PairedGain:
         return asdict(self)
 
 
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> PairedGain:
+    """The mean of ``values`` (one per seed) and its Student-t interval; ``per_seed`` holds the values."""
+    return paired_gain(values, [0.0] * len(values), confidence)
+
+
 def paired_gain(treated: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> PairedGain:
     """Per-seed ``treated − baseline``, their mean and its paired-t confidence interval.
 

@@ -8,7 +8,9 @@ Protocol (docs/results.md):
 - Every variant is trained at every seed on the same data, crops and steps, with the same learning rate and
   schedule; the baseline is the example AHDR as is. Each seed's gain is ``variant − baseline`` at that seed.
 - Reported: mean gain, every seed's gain, and the paired-t 95 % interval for PSNR-μ, PSNR-L and SSIM-μ;
-  ``--ablations`` adds the paper's Table 3 rows (without L_content, L_color, SKAM, the SKB priors).
+  ``--ablations`` adds the paper's Table 3 rows (without L_content, L_color, SKAM, the SKB priors). For every
+  semkt row also the teacher's margin over the model just before the distillation starts
+  (:mod:`semkt_plugin.eval.margin`), an exact paired readout of what its teacher has to teach.
 
 Runs are cached per folder (:mod:`semkt_plugin.eval.paired`): rerunning the same command after an interruption
 trains only what is missing.
@@ -20,8 +22,9 @@ import json
 import warnings
 from pathlib import Path
 
+from .margin import run_margin
 from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
-from .stats import paired_gain
+from .stats import mean_interval, paired_gain
 
 BASELINE = "AHDR"
 ABLATIONS = {"w/o L_content": "use_content", "w/o L_color": "use_color", "w/o SKAM": "use_skam",
@@ -89,6 +92,9 @@ def summarise(runs: dict[str, list[dict]], pairs: dict[str, str] | None = None) 
         entry = {"mean": {k: sum(r["test"][k] for r in seeds) / len(seeds) for k, _ in METRICS},
                  "train_seconds": sum(r["train"]["seconds"] for r in seeds) / len(seeds),
                  "seeds": [r["seed"] for r in seeds]}
+        margins = [margin(r) for r in seeds]
+        if all(m is not None for m in margins):
+            entry["margin"] = mean_interval(margins).to_dict()
         if name != BASELINE and name not in pairs.values():
             entry["vs"] = pairs.get(name, BASELINE)
             _check_threads(name, seeds, entry["vs"], base)
@@ -96,6 +102,14 @@ def summarise(runs: dict[str, list[dict]], pairs: dict[str, str] | None = None) 
                              for k in GAIN_METRICS}
         summary[name] = entry
     return summary
+
+
+def margin(run: dict) -> float | None:
+    """The teacher margin of an skt run (``None`` for other runs, and where the distillation starts at step 0)."""
+    losses = run["train"].get("semkt_losses") or []
+    if run.get("semkt") is None or not losses or "orm" not in losses[0]:
+        return None
+    return run_margin(run["semkt"], run["train"]["steps"], losses)
 
 
 def _check_threads(name: str, runs: list[dict], base_name: str, base: list[dict]) -> None:
@@ -136,6 +150,14 @@ def format_table(summary: dict[str, dict]) -> str:
             ci = "[n/a]" if g["ci"] is None else f"[{g['ci'][0] * scale:+.2f}, {g['ci'][1] * scale:+.2f}]"
             seeds = " ".join(f"{v * scale:+.2f}" for v in g["per_seed"])
             lines.append(f"  {labels[k]:<7}{g['mean'] * scale:+7.2f} {ci:<17} {seeds}")
+    margins = {name: entry["margin"] for name, entry in summary.items() if "margin" in entry}
+    if margins:
+        lines += ["", "teacher margin before the distillation starts, 1 − L_spg / the model's μ-law L1 (×100; the "
+                      "last third of the steps before it): mean [95 % CI]; per seed"]
+        for name, m in margins.items():
+            ci = "[n/a]" if m["ci"] is None else f"[{m['ci'][0] * 100:+.1f}, {m['ci'][1] * 100:+.1f}]"
+            lines.append(f"  {name:<{width - 2}}{m['mean'] * 100:+7.1f} {ci:<15} "
+                         + " ".join(f"{v * 100:+.1f}" for v in m["per_seed"]))
     return "\n".join(lines)
 
 
@@ -206,8 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{args.split} split, {args.steps} steps per run, seeds {seeds[0]}..{seeds[-1]}\n{table}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {"settings": {**settings, "data": str(data)}, "summary": summary, "table": table,
-               "runs": {name: [{k: r.get(k) for k in ("seed", "semkt", "test", "threads")} for r in rs]
-                        for name, rs in runs.items()}}
+               "runs": {name: [{**{k: r.get(k) for k in ("seed", "semkt", "test", "threads")}, "margin": margin(r)}
+                               for r in rs] for name, rs in runs.items()}}
     (out / "verdict.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(summary, runs, out / "verdict.png")
     print(f"wrote {out / 'verdict.json'} and {out / 'verdict.png'}")

@@ -40,10 +40,16 @@ def distill_ramp(step: int, start: int, warmup: int) -> float:
 def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
     """The teacher's output where it is closer to the ground truth than the student's, the student's elsewhere.
 
-    A pixel's distance is the L1 over channels. Where the teacher is worse, the target is the student itself,
-    so no distillation term pulls a pixel away from the ground truth; where it is better, a step towards the
-    teacher shortens the pixel's distance to the ground truth (the distance is convex). This is the
-    teacher-bounded distillation of Chen et al. (NeurIPS 2017), per pixel.
+    A pixel's distance is the L1 over channels. This is the teacher-bounded distillation of Chen et al. (NeurIPS
+    2017), per pixel. What it guarantees depends on the term that reads the target:
+
+    - a per-pixel term (L_content's L1) pulls no pixel away from the ground truth: where the teacher is worse the
+      target is the student itself. Where the teacher is closer in a channel, ``sign(s − t) = sign(s − g)``
+      there, so that L1's gradient is the task L1's: it adds weight on the pixels the teacher wins and passes on
+      nothing of the teacher's values;
+    - L_color compares histograms, which ignore which pixel is which: its gradient moves every pixel of a region
+      near the affected bins, where the teacher is worse too. The perceptual term compares features that mix
+      neighbouring pixels. Neither keeps the per-pixel promise.
 
     Shapes:
         teacher, student, truth ``(B, C, H, W)`` → ``(B, C, H, W)``, no gradient.
@@ -53,7 +59,8 @@ def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
         return torch.where(better, teacher, student)
 
 
-def _skb_for(config: Config) -> nn.Module:
+def load_configured_skb(config: Config) -> nn.Module:
+    """The SKB that ``config`` names (``skb_weights``, ``skb_arch``, ``num_regions``)."""
     from ..skb import load_skb
 
     return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
@@ -71,14 +78,14 @@ class SemanticTransfer(Strategy):
         core = unwrap_container(model)
         channels = self._hook_channels(core, adapter) if config.use_skam else []  # fail fast, before loading networks
         if skb is None and config.needs_skb:
-            skb = _skb_for(config)
+            skb = load_configured_skb(config)
         if skb is not None:
             skb.requires_grad_(False)
         perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if config.perceptual_on else None
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors,
-                             config.teacher_stride)
+                             config.teacher_stride, config.prior_fusion)
         self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
                          config.seed, config.skam_mask, config.skam_patch, config.skam_norm,
                          config.skam_reduction) if config.use_skam else None
@@ -135,9 +142,15 @@ class SemanticTransfer(Strategy):
             hs = self.transfer(h_in)
             with torch.no_grad():
                 target_s = self.transfer(target, what="target")
-            # one SKB trunk pass serves the teacher's priors and, with perceptual="skb", the student's side of
-            # the perceptual term: with a gradient only when that term runs
-            features, regions = self._skb(hs, regions=on["color"], grad=on["content"] and self._perceptual_is_skb)
+            student_grad = on["content"] and self._perceptual_is_skb
+            if cfg.prior_source == "output":
+                # one SKB trunk pass serves the teacher's priors and, with perceptual="skb", the student's side of
+                # the perceptual term: with a gradient only when that term runs
+                features, regions = self._skb(hs, regions=on["color"], grad=student_grad)
+                student_features = features if student_grad else None
+            else:
+                features, regions = self._skb(target_s, regions=on["color"], grad=False)
+                student_features = self._skb(hs, regions=False, grad=True)[0] if student_grad else None
             hhat, teacher_feats = self.teacher(hs if cfg.teacher_moves_orm else hs.detach(),
                                                [f.detach() for f in features] if cfg.use_priors else None)
             raw = {"spg": F.l1_loss(hhat, target_s)}
@@ -150,7 +163,7 @@ class SemanticTransfer(Strategy):
                     teacher_target = gated_target(teacher_target, hs.detach(), target_s)
             if on["content"]:
                 raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight,
-                                              student_features=features if self._perceptual_is_skb else None)
+                                              student_features=student_features)
                 weights["content"] = ramp * cfg.lambda_content
             if on["color"]:
                 regions = with_background(regions) if cfg.color_background else regions
@@ -169,7 +182,8 @@ class SemanticTransfer(Strategy):
             if self.hooks is not None:
                 self.hooks.clear()
         terms = {k: weights[k] * v for k, v in raw.items()}
-        self._last = {**{k: v.detach() for k, v in raw.items()},
+        # the model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin
+        self._last = {**{k: v.detach() for k, v in raw.items()}, "orm": F.l1_loss(hs.detach(), target_s),
                       "total": sum(t.detach() for t in terms.values())}
         return terms
 

@@ -96,6 +96,35 @@ class PriorFusionBlock(nn.Module):
         return feature + out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
+class SpatialPriorFusion(nn.Module):
+    """A per-pixel path for the prior: ``F ⊙ (1 + γ(p)) + β(p)``, a spatial feature transform (Wang et al., CVPR
+    2018) whose scale and shift come from the prior at each pixel.
+
+    Eq. 4 lets the prior act only through a ``C × C`` channel mix of the whole image; this lets it say *where*. The
+    projection to ``γ, β`` starts at zero, so the block starts as the identity and the teacher as without it.
+
+    Args:
+        dim: feature channels C.
+        prior_dim: prior channels.
+
+    Shapes:
+        feature ``(B, C, H, W)``, prior ``(B, C_p, h, w)`` (resized to ``H, W``) → ``(B, C, H, W)``.
+    """
+
+    def __init__(self, dim: int, prior_dim: int) -> None:
+        super().__init__()
+        self.norm = LayerNorm2d(prior_dim)
+        self.hidden = nn.Conv2d(prior_dim, dim, 3, padding=1)
+        self.scale_shift = nn.Conv2d(dim, 2 * dim, 3, padding=1)
+        nn.init.zeros_(self.scale_shift.weight)
+        nn.init.zeros_(self.scale_shift.bias)
+
+    def forward(self, feature: Tensor, prior: Tensor) -> Tensor:
+        prior = F.interpolate(prior, size=feature.shape[-2:], mode="bilinear", align_corners=False)
+        scale, shift = self.scale_shift(F.relu(self.hidden(self.norm(prior)))).chunk(2, dim=1)
+        return feature * (1 + scale) + shift
+
+
 class PriorPyramid(nn.Module):
     """FPN over the SKB features, returning only the finest ``levels`` outputs (the ones the teacher reads).
 
@@ -134,15 +163,21 @@ class ResBlock(nn.Module):
 
 
 class FusionModule(nn.Module):
-    """Semantic-guided fusion module: two residual blocks, then a Prior Fusion Block (when priors are on)."""
+    """Semantic-guided fusion module: two residual blocks, then the prior's fusion (when priors are on): eq. 4's
+    Prior Fusion Block (``fusion="attention"``), a per-pixel :class:`SpatialPriorFusion` (``"spatial"``), or the
+    spatial one followed by eq. 4 (``"both"``)."""
 
-    def __init__(self, dim: int, prior_dim: int, heads: int, use_priors: bool) -> None:
+    def __init__(self, dim: int, prior_dim: int, heads: int, use_priors: bool, fusion: str = "attention") -> None:
         super().__init__()
         self.body = nn.Sequential(ResBlock(dim), ResBlock(dim))
-        self.fuse = PriorFusionBlock(dim, prior_dim, heads) if use_priors else None
+        spatial, attention = use_priors and fusion in ("spatial", "both"), use_priors and fusion in ("attention", "both")
+        self.spatial = SpatialPriorFusion(dim, prior_dim) if spatial else None
+        self.fuse = PriorFusionBlock(dim, prior_dim, heads) if attention else None
 
     def forward(self, x: Tensor, prior: Tensor | None) -> Tensor:
         x = self.body(x)
+        if self.spatial is not None:
+            x = self.spatial(x, prior)
         return x if self.fuse is None else self.fuse(x, prior)
 
 
@@ -154,6 +189,8 @@ class SPGRM(nn.Module):
         dim: the teacher's width.
         heads: attention heads of the Prior Fusion Blocks.
         use_priors: ``False`` for the "w/o SKB priors" ablation.
+        fusion: how a prior enters each fusion module: ``"attention"`` (eq. 4), ``"spatial"`` (per pixel,
+            :class:`SpatialPriorFusion`) or ``"both"``.
         stride: resolution factor ``s`` of the fusion modules. 1: they run at full resolution. ``s > 1``: the
             head is a 3×3 convolution over the ``s × s``-unshuffled image (``3·s²`` channels), the tail a 3×3
             convolution to ``3·s²`` channels shuffled back into a full-resolution residual. Keeps the parameter
@@ -168,15 +205,17 @@ class SPGRM(nn.Module):
     num_features = 3
 
     def __init__(self, prior_channels: Sequence[int], dim: int = 32, heads: int = 2, use_priors: bool = True,
-                 stride: int = 1) -> None:
+                 stride: int = 1, fusion: str = "attention") -> None:
         super().__init__()
         if stride < 1:
             raise ValueError(f"teacher stride must be at least 1, got {stride}")
+        if fusion not in ("attention", "spatial", "both"):
+            raise ValueError(f"prior fusion must be 'attention', 'spatial' or 'both', got {fusion!r}")
         self.use_priors = use_priors
         self.stride = stride
         self.fpn = PriorPyramid(prior_channels, dim, self.num_features) if use_priors else None
         self.head = nn.Conv2d(3 * stride ** 2, dim, 3, padding=1)
-        self.fusion = nn.ModuleList(FusionModule(dim, dim, heads, use_priors) for _ in range(self.num_features))
+        self.fusion = nn.ModuleList(FusionModule(dim, dim, heads, use_priors, fusion) for _ in range(self.num_features))
         self.tail = nn.Conv2d(dim, 3 * stride ** 2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
