@@ -39,7 +39,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = load_ahdr(args.feat)
         call = torch.compile(model, backend=args.backend) if name.startswith("compile") else model
-        skt = wrap(call, "ahdr", skb=skb, perceptual="skb")
+        skt = wrap(call, "ahdr", skb=skb, perceptual="skb", distill_start=0, distill_warmup=0)
         opt = torch.optim.Adam([*model.parameters(), *skt.parameters()], 1e-4)
         setups[name] = (call, skt, opt, torch.bfloat16 if name.startswith("bf16") else None)
 
@@ -54,7 +54,7 @@ def main() -> None:
                 compile_time += t
 
     explain_model = load_ahdr(args.feat)
-    explain_skt = wrap(explain_model, "ahdr", skb=skb, perceptual="skb")
+    explain_skt = wrap(explain_model, "ahdr", skb=skb, perceptual="skb", distill_start=0, distill_warmup=0)
     explained = torch._dynamo.explain(explain_model)(*frames)
     explain_skt.unwrap()
 

@@ -104,7 +104,8 @@ def cmd_balance(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = args.data or generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed)
     model, loader, task_loss = _model_and_batches(args, data)
-    skt = wrap(model, args.adapter, **{**OFFLINE, **json.loads(args.config)})
+    # every term from the first step: the balance is measured on all of them
+    skt = wrap(model, args.adapter, **{**OFFLINE, "distill_start": 0, "distill_warmup": 0, **json.loads(args.config)})
     optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=args.lr)
     report = run_balance(model, skt, loader, task_loss, optimizer, steps=args.steps, every=args.every)
     print(report.table())

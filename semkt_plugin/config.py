@@ -63,12 +63,14 @@ class Config:
             ORM's output, and towards the ORM's own output (no pull) elsewhere (:func:`semkt_plugin.strategies.skt.gated_target`).
         distill_start: training ``loss()`` calls before any distillation (λ1, λ2, λ_feat are 0 until then): the ORM
             learns at full speed first, and the teacher has learned something before it is distilled. An int is a
-            step count, a float in ``[0, 1]`` a fraction of :attr:`total_steps`.
+            step count, a float in ``[0, 1]`` a fraction of :attr:`total_steps`. Default: half the run (the paper:
+            0, from the first step; docs/method.md, "Calibration").
         distill_warmup: then ramp λ1, λ2 and λ_feat linearly from 0 over this many ``loss()`` calls, so the ORM is
-            not pulled towards a teacher that has not learned anything yet (0: from the first step, as the paper).
-            An int or a fraction of :attr:`total_steps`, as ``distill_start``.
+            not pulled towards a teacher that has not learned anything yet. An int or a fraction of
+            :attr:`total_steps`, as ``distill_start``. Default: a sixth of the run (the paper: 0).
         total_steps: training steps of the whole run (``loss()`` calls; ``epochs * len(loader)`` in an epoch-based
-            loop); needed only where a schedule point is a fraction.
+            loop). The default schedule is in fractions of it, so ``wrap`` needs it unless both schedule points
+            are given as step counts.
     """
 
     lambda_content: float = 0.1
@@ -106,8 +108,8 @@ class Config:
     teacher_moves_orm: bool = False
     color_background: bool = True
     distill_gate: bool = True
-    distill_start: float | int = 0
-    distill_warmup: float | int = 0
+    distill_start: float | int = 0.5
+    distill_warmup: float | int = 1 / 6
     total_steps: int | None = None
 
     def __post_init__(self) -> None:

@@ -37,8 +37,11 @@ def train_steps(model, skt, opt, data) -> list[dict[str, float]]:
 
 TINY_ADAPTER = Adapter("tiny", [HookPoint("conv1", call=1), HookPoint("body")], description="tests")
 
+# the paper's schedule, every term from the first step (the default starts half way through total_steps)
+FROM_STEP_0 = dict(distill_start=0, distill_warmup=0)
 # SKAM with its hooks and a narrow teacher, no SKB: a step takes milliseconds
-NO_SKB = dict(use_color=False, use_priors=False, use_content=False, teacher_dim=8, teacher_heads=1, skam_latent=4)
+NO_SKB = dict(use_color=False, use_priors=False, use_content=False, teacher_dim=8, teacher_heads=1, skam_latent=4,
+              **FROM_STEP_0)
 
 
 class Boom(Exception):

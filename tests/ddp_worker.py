@@ -26,9 +26,9 @@ def run(order: str, rank: int, skb: torch.nn.Module) -> dict:
     keys = list(model.state_dict())
     if order == "ddp-then-wrap":
         ddp = DDP(model)
-        skt = wrap(ddp, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1)  # plugins start apart: DDP must sync them
+        skt = wrap(ddp, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1, distill_warmup=0)  # plugins start apart: DDP must sync them
     else:
-        skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1)
+        skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1, distill_warmup=0)
         ddp = DDP(model)
     init = {k: v.clone() for k, v in skt.state_dict().items() if isinstance(v, torch.Tensor)}
     # find_unused_parameters stays False: every trainable plugin parameter gets a gradient, also in step 0, where

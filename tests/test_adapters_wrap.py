@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from _replicas import NAMES, build, expected_listing
+from conftest import FROM_STEP_0
 from semkt_plugin import wrap
 from semkt_plugin.domain import mu_law
 from semkt_plugin.plugin import select_output
@@ -26,7 +27,7 @@ def test_wrap_train_two_steps_unwrap(name, skb):
     torch.manual_seed(0)
     model = build(name)
     initial = copy.deepcopy(model.state_dict())
-    skt = wrap(model, name, skb=skb, perceptual="skb")
+    skt = wrap(model, name, skb=skb, perceptual="skb", **FROM_STEP_0)
     assert skt.adapter.source == "semkt:builtin"
     opt = torch.optim.Adam([*model.parameters(), *skt.parameters()], 1e-4)
     g = torch.Generator().manual_seed(0)

@@ -7,14 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import TINY_ADAPTER, TinyHDR
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from semkt_plugin import Adapter, HookPoint
 from semkt_plugin.domain import domain_transfer
 from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
 
-FAST = dict(perceptual="skb")
-CHEAP = dict(use_color=False, use_priors=False, use_content=False)  # no SKB: safe to move to other devices/dtypes
+FAST = dict(perceptual="skb", **FROM_STEP_0)
+CHEAP = dict(use_color=False, use_priors=False, use_content=False, **FROM_STEP_0)  # no SKB: safe to move to other devices/dtypes
 SOME = settings(max_examples=12, deadline=None)
 
 

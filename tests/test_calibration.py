@@ -114,7 +114,7 @@ def test_output_level_terms_are_skipped_until_the_distillation_starts(skb, batch
 
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", distill_start=1)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", distill_start=1, distill_warmup=0)
     first = skt.loss_terms(model(*frames), gt)
     assert set(first) == {"spg", "feat"} and first["feat"].item() == 0.0  # SKAM skipped: a zero on its parameters
     second = skt.loss_terms(model(*frames), gt)

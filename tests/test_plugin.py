@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from conftest import TINY_ADAPTER, TinyHDR, train_steps
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin import Adapter, HookPoint
 from semkt_plugin.config import Config
 from semkt_plugin.plugin import wrap
 
-FAST = dict(perceptual="skb")
+FAST = dict(perceptual="skb", **FROM_STEP_0)
 
 
 def _train(model, skt, batch, steps=2):
@@ -104,7 +104,8 @@ def test_plugin_state_round_trip_gives_the_same_loss(skb, batch):
 def test_ablation_switches_drop_terms(skb, batch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, use_color=False, use_skam=False, use_content=False, use_priors=False)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, use_color=False, use_skam=False, use_content=False, use_priors=False,
+               **FROM_STEP_0)
     assert skt.skb is None and skt.skam is None and _hook_count(model) == 0
     skt.loss(model(*frames), gt)
     assert set(skt.last_losses) == {"spg", "orm", "total"}
@@ -122,7 +123,7 @@ def test_wrapping_twice_is_refused(skb):
 
 def test_misspelled_hook_names_the_closest_modules(skb):
     with pytest.raises(KeyError, match="closest module names: conv1"):
-        wrap(TinyHDR(), Adapter("bad", [HookPoint("conv_1")]), skb=skb)
+        wrap(TinyHDR(), Adapter("bad", [HookPoint("conv_1")]), skb=skb, **FROM_STEP_0)
 
 
 def test_bad_inputs_get_clear_errors(skb, batch):
@@ -180,7 +181,7 @@ def test_wrap_leaves_the_global_rng_alone_and_inits_from_the_seed(skb):
 def test_distillation_warmup_ramps_the_weights_and_counts_training_steps(skb, batch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST, distill_warmup=4, lambda_spg=0.0)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, **{**FAST, "distill_warmup": 4}, lambda_spg=0.0)
     totals = []
     for _ in range(2):
         loss = skt.loss(model(*frames), gt)

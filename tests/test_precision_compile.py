@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_ADAPTER, TinyHDR, train_steps
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin.domain import domain_transfer
 from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
 
-FAST = dict(perceptual="skb")
-CHEAP = dict(use_color=False, use_priors=False, use_content=False)  # compile concerns the ORM; skip the SKB
+FAST = dict(perceptual="skb", **FROM_STEP_0)
+CHEAP = dict(use_color=False, use_priors=False, use_content=False, **FROM_STEP_0)  # compile concerns the ORM; skip the SKB
 
 
 def _fp16_on_cpu() -> bool:

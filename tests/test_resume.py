@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from conftest import TINY_ADAPTER, TinyHDR, train_steps
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin.plugin import wrap
 from semkt_plugin.skb import load_skb
 
-FAST = dict(perceptual="skb")
+FAST = dict(perceptual="skb", **FROM_STEP_0)
 
 
 def _data(steps: int) -> list:

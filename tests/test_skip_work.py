@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_ADAPTER, TinyHDR
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from semkt_plugin import wrap
 from semkt_plugin.strategies.losses import content_loss
 
@@ -41,7 +41,7 @@ def _one_step(skt, model, batch):
 def test_one_trunk_pass_serves_priors_and_the_students_perceptual_features(skb, batch, counted, perceptual, trunk,
                                                                            with_grad):
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual=perceptual)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual=perceptual, **FROM_STEP_0)
     _one_step(skt, model, batch)
     assert counted["trunk"] == trunk and counted["trunk_with_grad"] == with_grad and counted["regions"] == 1
     skt.unwrap()
@@ -50,7 +50,7 @@ def test_one_trunk_pass_serves_priors_and_the_students_perceptual_features(skb, 
 @pytest.mark.parametrize("off", [{"use_color": False}, {"lambda_color": 0.0}])
 def test_no_region_maps_without_the_color_loss(skb, batch, counted, off):
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", **off)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", **off, **FROM_STEP_0)
     _one_step(skt, model, batch)
     assert counted["regions"] == 0 and "color" not in skt.last_losses
     skt.unwrap()
@@ -59,7 +59,7 @@ def test_no_region_maps_without_the_color_loss(skb, batch, counted, off):
 def test_zero_weighted_perceptual_network_is_not_built(skb):
     model = TinyHDR()
     # VGG19 weights are not on this machine: building it would raise
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="vgg19", perceptual_weight=0.0)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="vgg19", perceptual_weight=0.0, **FROM_STEP_0)
     assert skt.perceptual is None
     skt.unwrap()
 
@@ -67,7 +67,7 @@ def test_zero_weighted_perceptual_network_is_not_built(skb):
 def test_nothing_distils_before_the_start_and_the_model_captures_nothing(skb, batch, counted, monkeypatch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", distill_start=2)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", distill_start=2, distill_warmup=0)
     calls = []
     monkeypatch.setattr(skt.skam, "forward", lambda *a: calls.append(1) or torch.zeros(()))
     for step in range(3):
@@ -85,7 +85,7 @@ def test_nothing_distils_before_the_start_and_the_model_captures_nothing(skb, ba
 def test_loaded_step_count_rearms_the_hooks(skb, batch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", distill_start=1)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", distill_start=1, distill_warmup=0)
     assert not skt.hooks.active
     state = skt.state_dict()
     state["steps"] = torch.tensor(5)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_ADAPTER, TinyHDR
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from semkt_plugin import cli, wrap
 from semkt_plugin.eval.margin import margin_window, run_margin, teacher_margin
 from semkt_plugin.eval.probe import ProbeReport, run_probe
@@ -29,7 +29,7 @@ def test_teacher_margin_by_hand():
 def test_the_plugin_logs_the_models_own_mu_law_l1(skb, batch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb")
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", **FROM_STEP_0)
     out = model(*frames)
     skt.loss(out, gt)
     expected = F.l1_loss(skt.transfer(out), skt.transfer(gt))
@@ -40,7 +40,7 @@ def test_the_plugin_logs_the_models_own_mu_law_l1(skb, batch):
 def test_priors_from_the_truth_read_the_ground_truth_not_the_output(skb, batch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", prior_source="truth")
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", prior_source="truth", **FROM_STEP_0)
     seen = []
     original = skb.forward
     skb.forward = lambda x: seen.append(x.detach().clone()) or original(x)

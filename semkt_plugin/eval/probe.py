@@ -37,8 +37,8 @@ from .stats import PairedGain, mean_interval, paired_gain
 REFERENCE = "no priors"
 ARMS: dict[str, dict[str, Any]] = {REFERENCE: {"use_priors": False}, "priors from the output": {}}
 CONTROL: dict[str, dict[str, Any]] = {"priors from the truth": {"prior_source": "truth"}}
-# the teachers only learn: nothing is distilled, no feature is hooked
-TEACHER_ONLY = {"use_content": False, "use_color": False, "use_skam": False}
+# the teachers only learn: nothing is distilled (so no schedule), no feature is hooked
+TEACHER_ONLY = {"use_content": False, "use_color": False, "use_skam": False, "distill_start": 0, "distill_warmup": 0}
 
 
 def teachers(model: nn.Module, adapter: Adapter, config: Config, arms: Mapping[str, Mapping[str, Any]],
