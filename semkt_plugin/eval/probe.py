@@ -119,7 +119,8 @@ class ProbeReport:
                            "bounds": self.bounds(), "summary": self.summary()}, indent=1)
 
     def plot(self, path: str | Path) -> None:
-        """The model's μ-law L1 and each teacher's L_spg over the steps (moving average), the windows shaded."""
+        """Left: the model's μ-law L1 and each teacher's L_spg over the steps. Right: each teacher's margin over the
+        model, ``1 − L_spg / L_orm``. Moving averages; the windows the margins are read over are shaded."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -128,17 +129,22 @@ class ProbeReport:
 
         k = max(1, len(self.orm) // 30)
         smooth = lambda v: np.convolve(v, np.ones(k) / k, mode="valid")  # noqa: E731
-        fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(smooth(self.orm), label="the model (μ-law L1)", color="black", linewidth=1)
+        fig, (losses, margins) = plt.subplots(1, 2, figsize=(12, 4.2))
+        losses.plot(smooth(self.orm), label="the model (μ-law L1)", color="black", linewidth=1)
+        orm = smooth(self.orm)
         for arm, spg in self.spg.items():
-            ax.plot(smooth(spg), label=f"teacher, {arm} (L_spg)", linewidth=0.9)
-        for i, (a, b) in enumerate(self.bounds()):
-            ax.axvspan(a, b, color="grey", alpha=0.08 if i % 2 else 0.16, linewidth=0)
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_title(f"semkt probe: teachers beside the model (moving average of {k}); margins over the shaded "
-                     "windows", fontsize=9)
-        ax.legend(fontsize=7)
+            losses.plot(smooth(spg), label=f"teacher, {arm} (L_spg)", linewidth=0.9)
+            margins.plot(100 * (1 - smooth(spg) / orm), label=arm, linewidth=0.9)
+        for ax in (losses, margins):
+            for i, (a, b) in enumerate(self.bounds()):
+                ax.axvspan(a, b, color="grey", alpha=0.08 if i % 2 else 0.16, linewidth=0)
+            ax.set_xlabel("step")
+            ax.legend(fontsize=7)
+        losses.set_yscale("log")
+        losses.set_title(f"losses (moving average of {k} steps)", fontsize=9)
+        margins.axhline(0, color="grey", linewidth=0.8)
+        margins.set_ylabel("teacher margin over the model (%)")
+        margins.set_title("1 − L_spg / the model's L1; shaded: the windows of the table", fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
