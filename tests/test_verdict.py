@@ -27,9 +27,6 @@ def test_paired_gain_mean_interval_and_seeds():
 
 
 def test_variants_share_the_offline_settings_and_switch_one_component_off():
-    from semkt_plugin.eval.verdict import schedule
-
-    assert schedule(600) == {"distill_start": 300, "distill_warmup": 100}
     rows = variants({"lambda_feat": 0.1}, ablations=True)
     assert [r.name for r in rows] == ["AHDR", "AHDR + semkt", "AHDR + semkt w/o L_content", "AHDR + semkt w/o L_color",
                                       "AHDR + semkt w/o SKAM", "AHDR + semkt w/o priors"]

@@ -22,7 +22,7 @@ import numpy as np
 from ..data.kalantari import read_hdr, read_scene, scene_dirs
 from ..domain import mu_law
 from .paired import EXAMPLE_DIR, Training, Variant, paired_runs
-from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, schedule, summarise, training_curves
+from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, summarise, training_curves
 
 STRATEGY_ROWS = ("skt", "smhdr", "smarthdr")
 FLAGS = {"no_content": "w/o L_content", "no_color": "w/o L_color", "no_skam": "w/o SKAM", "no_priors": "w/o priors"}
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     data = demo_data(args, out)
     off = [name for flag, name in FLAGS.items() if getattr(args, flag)]
-    semkt = {"skb_weights": args.skb, "perceptual": args.perceptual, **schedule(args.steps), **json.loads(args.config),
+    semkt = {"skb_weights": args.skb, "perceptual": args.perceptual, **json.loads(args.config),
              **{ABLATIONS[name]: False for name in off}}
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
                      args.nDenselayer, args.example_dir)

@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--growthRate", type=int, default=8, help="AHDR growth rate (upstream: 32)")
     parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
     parser.add_argument("--config", default="{}", help="JSON of semkt Config fields for every semkt variant (on top "
-                                                       "of the offline SKB and the schedule: distillation from half way)")
+                                                       "of the offline SKB; the schedule is the default: distillation "
+                                                       "from half way, ramped over a sixth)")
     parser.add_argument("--ablations", action="store_true", help="add the Table 3 rows (each component off)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
                         help="instead of the one semkt row, a named row per Config change (repeat; for choosing "
@@ -57,12 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Kalantari-layout data to use instead of the real-content scenes (its Test/ is evaluated)")
     parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
     return parser.parse_args(argv)
-
-
-def schedule(steps: int) -> dict[str, int]:
-    """When the distillation starts in a run of ``steps``: half way, then a ramp over a sixth of the run (chosen on
-    the validation split: the ORM first learns at full speed, and the teacher has learned something)."""
-    return {"distill_start": steps // 2, "distill_warmup": steps // 6}
 
 
 def variants(config: dict, ablations: bool, named: list[str] = ()) -> list[Variant]:
@@ -221,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
                      args.nDenselayer, args.example_dir)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    config = {**schedule(args.steps), **json.loads(args.config)}
+    config = json.loads(args.config)
     runs = paired_runs(setup, variants(config, args.ablations, args.variant), seeds, out)
     summary = summarise(runs)
     table = format_table(summary)
