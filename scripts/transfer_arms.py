@@ -30,9 +30,10 @@ BASE = {**OFFLINE, "distill_start": 300, "distill_warmup": 100}
 SPATIAL = {"prior_fusion": "both"}  # eq. 4 kept, a per-pixel path added before it
 TRUTH = {"prior_source": "truth"}
 REFERENCE = "priors off"
+TODAY = "priors from the output"
 ARMS = {
     REFERENCE: {"use_priors": False},
-    "priors from the output": {},
+    TODAY: {},
     "priors from the truth": TRUTH,
     "output, + spatial path": SPATIAL,
     "truth, + spatial path": {**TRUTH, **SPATIAL},
@@ -58,6 +59,19 @@ def margin_table(runs: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def against_today(runs: dict[str, list[dict]], metric: str = "psnr_mu") -> str:
+    """Each arm's PSNR-μ minus today's method's (priors from the output) at the same seed: what each change does."""
+    today = [r["test"][metric] for r in runs[f"AHDR + semkt {TODAY}"]]
+    lines = [f"PSNR-μ against the arm '{TODAY}' (today's method) at the same seed (dB): mean [95 % CI]; per seed"]
+    for name in ARMS:
+        if name == TODAY:
+            continue
+        g = paired_gain([r["test"][metric] for r in runs[f"AHDR + semkt {name}"]], today)
+        ci = "[n/a]" if g.ci is None else f"[{g.ci[0]:+.2f}, {g.ci[1]:+.2f}]"
+        lines.append(f"  {name:<30}{g.mean:+7.2f} {ci:<17} " + " ".join(f"{v:+.2f}" for v in g.per_seed))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="data, runs and their cache")
@@ -68,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(args.seed, args.seed + args.seeds))
     runs = paired_runs(Training(data, steps=STEPS), variants(), seeds, args.out)
     table = f"validation split, {STEPS} steps per run, seeds {seeds[0]}..{seeds[-1]}\n{format_table(summarise(runs))}"
-    table += "\n\n" + margin_table(runs)
+    table += "\n\n" + margin_table(runs) + "\n\n" + against_today(runs)
     print(table)
     (args.out / "arms.txt").write_text(table + "\n")
     (args.out / "arms.json").write_text(json.dumps(
