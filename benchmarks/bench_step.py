@@ -52,13 +52,13 @@ from semkt_plugin.skb import STANDIN, load_skb
 
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {"perceptual": "skb", "distill_start": 0, "distill_warmup": 0}
-OFF = {"use_priors": False, "use_content": False, "use_color": False, "use_skam": False}
-LADDER = {  # rung: Config changes on top of OFFLINE and --config; None is the ORM alone
+OFF = {"use_priors": False, "lambda_content": 0.0, "lambda_color": 0.0, "use_skam": False}
+LADDER = {  # rung: Config changes on top of OFFLINE and --config; None is the ORM alone (λ's back to the defaults)
     "ORM": None,
     "+ teacher": OFF,
     "+ SKB priors": {**OFF, "use_priors": True},
-    "+ L_content": {**OFF, "use_priors": True, "use_content": True},
-    "+ L_color": {**OFF, "use_priors": True, "use_content": True, "use_color": True},
+    "+ L_content": {**OFF, "use_priors": True, "lambda_content": 0.1},
+    "+ L_color": {**OFF, "use_priors": True, "lambda_content": 0.1, "lambda_color": 100.0},
     "+ SKAM": {},
 }
 SETUPS = ("16:128:2", "64:128:4")  # nFeat:size:batch, the issue's two set-ups

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from semkt_plugin.config import Config
 from semkt_plugin.data.brackets import generate_real_dataset
 from semkt_plugin.data.kalantari import KalantariDataset
 from semkt_plugin.domain import mu_law
@@ -33,6 +32,7 @@ from semkt_plugin.eval.paired import load_example
 from semkt_plugin.eval.probe import run_probe
 from semkt_plugin.eval.verdict import OFFLINE
 from semkt_plugin.skb import load_skb
+from semkt_plugin.strategies.skt import SKTConfig
 
 STRIDES = (4, 8, 16, 32)
 TRUTH = {"prior_source": "truth"}
@@ -58,7 +58,7 @@ def probe(seed: int, data: Path, skb: nn.Module, steps: int) -> dict:
     loader = DataLoader(KalantariDataset(data, "Training", crop=64, augment=True, seed=seed), batch_size=2,
                         shuffle=True, generator=torch.Generator().manual_seed(seed))
     report = run_probe(model, "ahdr", loader, lambda out, gt: F.l1_loss(mu_law(out), mu_law(gt)), steps=steps,
-                       arms=ARMS, config=Config(**OFFLINE, seed=seed), lr=5e-4, skb=skb, progress=False)
+                       arms=ARMS, config=SKTConfig(**OFFLINE, seed=seed), lr=5e-4, skb=skb, progress=False)
     return {arm: sum(m) / len(m) for arm, m in report.margins().items()}
 
 

@@ -38,7 +38,7 @@ ARMS = {
     "output, + spatial path": SPATIAL,
     "truth, + spatial path": {**TRUTH, **SPATIAL},
     "output, gate off": {"distill_gate": False},
-    "output, w/o L_color": {"use_color": False},
+    "output, w/o L_color": {"lambda_color": 0.0},
 }
 
 

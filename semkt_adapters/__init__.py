@@ -1,4 +1,4 @@
-"""semkt's built-in adapters, registered through the ``semkt.adapters`` entry point ``builtin``.
+"""semkt's built-in adapters, registered through the ``semkt.plugins`` entry point ``builtin``.
 
 One module per upstream model; each holds ``ADAPTER`` and documents its hook points, forward, output, domain
 and scale (``docs/baselines.md`` has the facts checked against the upstream repositories).

@@ -1,6 +1,6 @@
 """semkt: Semantic Knowledge Transfer for existing multi-exposure HDR reconstruction models.
 
-    skt = wrap(model, adapter="ahdr")
+    skt = wrap(model, adapter="ahdr", total_steps=epochs * len(loader))
     loss = their_loss(out, gt) + skt.loss(out, gt)
     model = skt.unwrap()
 """
@@ -8,9 +8,13 @@ __version__ = "0.1.0"
 
 from .adapter import Adapter, HookPoint
 from .check import check_adapter
-from .config import Config
 from .hookspecs import hookimpl
-from .plugin import Strategy, wrap
-from .strategies.skt import SemanticTransfer
+from .plugin import wrap
+from .settings import Settings
+from .strategies.base import Strategy
+from .strategies.skt import SemanticTransfer, SKTConfig
 
-__all__ = ["__version__", "Adapter", "Config", "HookPoint", "SemanticTransfer", "Strategy", "check_adapter", "hookimpl", "wrap"]
+Config = SKTConfig  # the name earlier releases gave the skt strategy's settings
+
+__all__ = ["__version__", "Adapter", "Config", "HookPoint", "SKTConfig", "SemanticTransfer", "Settings", "Strategy",
+           "check_adapter", "hookimpl", "wrap"]

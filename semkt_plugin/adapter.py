@@ -68,7 +68,7 @@ class Adapter:
             makes them, so they mean a wrong adapter) or ``"clamp"`` (models without an output activation).
         bayer: Bayer pattern of RAW output (``"RGGB"``, ``"BGGR"``, ``"GRBG"``, ``"GBRG"``).
         description: one line for ``semkt adapters``.
-        config: overrides of :class:`semkt_plugin.config.Config` fields that suit this model.
+        config: overrides of :class:`~semkt_plugin.Settings` fields of any strategy that suit this model.
         source: where the adapter came from (filled in by the registry).
     """
 

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from .adapter import Adapter
 from .hooks import FeatureHooks, point_channels, to_map, unwrap_container
-from .plugin import select_output
-from .registry import get_adapter
+from .registry import get_adapter, strategies
+from .strategies.base import select_output
 
 
 @dataclass
@@ -52,13 +52,9 @@ class CheckReport:
 
 def strategy_uses(adapter: Adapter) -> dict[str, list[str]]:
     """Hook path → ``"<strategy>: <what it does there>"`` for every strategy at its default settings."""
-    from .plugin import default_config
-    from .strategies import STRATEGIES, get_strategy
-
     uses: dict[str, list[str]] = {}
-    for name in STRATEGIES:
-        cls = get_strategy(name)
-        for path, what in cls.hook_plan(adapter, default_config(cls, adapter)):
+    for name, cls in strategies().items():
+        for path, what in cls.hook_plan(adapter, cls.settings_for(adapter)):
             uses.setdefault(path, []).append(f"{name}: {what}")
     return uses
 

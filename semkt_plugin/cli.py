@@ -69,7 +69,7 @@ def _model_and_batches(args: argparse.Namespace, data: Path) -> tuple[Any, Any, 
     from .data.kalantari import KalantariDataset
     from .domain import mu_law
     from .eval.paired import EXAMPLE_DIR, load_example
-    from .plugin import select_output
+    from .strategies.base import select_output
     from .registry import get_adapter
 
     torch.manual_seed(args.seed)
@@ -117,7 +117,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .config import Config
+    from .strategies.skt import SKTConfig
     from .data.brackets import generate_real_dataset
     from .eval.probe import ARMS, CONTROL, run_probe
     from .eval.verdict import OFFLINE
@@ -126,7 +126,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = args.data or generate_real_dataset(out / "data", eval_split="validation", seed=0)
     model, loader, task_loss = _model_and_batches(args, data)
-    config = Config(**{**OFFLINE, "seed": args.seed, **json.loads(args.config)})
+    config = SKTConfig(**{**OFFLINE, "seed": args.seed, **json.loads(args.config)})
     arms = {**ARMS, **(CONTROL if args.truth else {})}
     report = run_probe(model, args.adapter, loader, task_loss, steps=args.steps, arms=arms, config=config,
                        lr=args.lr, windows=args.windows)

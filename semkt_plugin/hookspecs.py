@@ -1,12 +1,11 @@
-"""The plugin contract: how a package, ours or anyone's, gives semkt its adapters.
+"""The plugin contract: how a package, ours or anyone's, gives semkt adapters and strategies.
 
-A package declares an entry point in the ``semkt.adapters`` group whose object is a module (or any object)
-carrying a function marked with :data:`hookimpl`::
+A package declares an entry point in the ``semkt.plugins`` group whose object is a module (or any object)
+carrying functions marked with :data:`hookimpl`, one per hook it implements::
 
-    # setup.cfg of a third-party package
-    [options.entry_points]
-    semkt.adapters =
-        mynet = mynet_semkt
+    # pyproject.toml of a third-party package
+    [project.entry-points."semkt.plugins"]
+    mynet = "mynet_semkt"
 
     # mynet_semkt.py
     from semkt_plugin import Adapter, HookPoint, hookimpl
@@ -15,16 +14,26 @@ carrying a function marked with :data:`hookimpl`::
     def semkt_register_adapters():
         return [Adapter(name="mynet", hooks=[HookPoint("body.3")])]
 
-semkt's own adapters are registered exactly this way (entry point ``builtin``).
+    @hookimpl
+    def semkt_register_strategies():
+        return [MyStrategy]          # a semkt_plugin.Strategy subclass with its own `name` and `config_class`
+
+semkt's own adapters and strategies are registered exactly this way (entry points ``builtin`` and
+``strategies``). Plugins are loaded by pluggy (:mod:`semkt_plugin.registry`).
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from .adapter import Adapter
 
+if TYPE_CHECKING:
+    from .strategies.base import Strategy
+
 PROJECT = "semkt"
-ENTRY_POINT_GROUP = "semkt.adapters"
+ENTRY_POINT_GROUP = "semkt.plugins"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -33,3 +42,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def semkt_register_adapters() -> list[Adapter]:
     """Return the adapters this plugin provides (names must be unique across all plugins)."""
+
+
+@hookspec
+def semkt_register_strategies() -> list[type[Strategy]]:
+    """Return the strategies this plugin provides: :class:`~semkt_plugin.Strategy` subclasses, each with its own
+    ``name`` (unique across all plugins, what ``wrap(strategy=...)`` takes) and ``config_class``."""

@@ -31,7 +31,7 @@ def vgg19_state_dict(weights: str | Path | None = None) -> dict[str, Tensor]:
         if not weights.is_file():
             raise FileNotFoundError(
                 f"VGG19 weights are not in torch's cache ({weights}). Download {url} there (or anywhere and pass "
-                "Config(perceptual_weights=PATH)), or choose Config(perceptual='skb') or perceptual='none'."
+                "wrap(..., vgg19_weights=PATH)), or choose perceptual='skb' or perceptual='none'."
             )
     weights = Path(weights)
     if not weights.is_file():
@@ -68,7 +68,7 @@ def build_perceptual(kind: str, weights: str | Path | None = None, skb: nn.Modul
         return VGG19Features(weights)
     if kind == "skb":
         if skb is None:
-            raise ValueError("perceptual='skb' needs the SKB; it is disabled (use_priors/use_color off?)")
+            raise ValueError("perceptual='skb' needs the SKB; it is disabled (use_priors off and lambda_color 0?)")
         return skb.features
     if kind == "none":
         return None

@@ -40,7 +40,7 @@ TINY_ADAPTER = Adapter("tiny", [HookPoint("conv1", call=1), HookPoint("body")], 
 # the paper's schedule, every term from the first step (the default starts half way through total_steps)
 FROM_STEP_0 = dict(distill_start=0, distill_warmup=0)
 # SKAM with its hooks and a narrow teacher, no SKB: a step takes milliseconds
-NO_SKB = dict(use_color=False, use_priors=False, use_content=False, teacher_dim=8, teacher_heads=1, skam_latent=4,
+NO_SKB = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, teacher_dim=8, teacher_heads=1, skam_latent=4,
               **FROM_STEP_0)
 
 

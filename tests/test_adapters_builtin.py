@@ -100,8 +100,8 @@ def test_entry_point_registry():
     registry = pytest.importorskip("semkt_plugin.registry")
     from importlib.metadata import entry_points
 
-    if not any(ep.name == "builtin" for ep in entry_points(group="semkt.adapters")):
-        pytest.skip("semkt is not installed (no semkt.adapters entry points)")
+    if not any(ep.name == "builtin" for ep in entry_points(group="semkt.plugins")):
+        pytest.skip("semkt is not installed (no semkt.plugins entry points)")
     registry.reset()
     found = registry.adapters()
     for name in NAMES:

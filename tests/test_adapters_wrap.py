@@ -11,7 +11,7 @@ from _replicas import NAMES, build, expected_listing
 from conftest import FROM_STEP_0
 from semkt_plugin import wrap
 from semkt_plugin.domain import mu_law
-from semkt_plugin.plugin import select_output
+from semkt_plugin.strategies.base import select_output
 
 
 def _batch(name: str, g: torch.Generator):

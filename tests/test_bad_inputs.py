@@ -14,7 +14,7 @@ from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
-CHEAP = dict(use_color=False, use_priors=False, use_content=False, **FROM_STEP_0)  # no SKB: safe to move to other devices/dtypes
+CHEAP = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, **FROM_STEP_0)  # no SKB: safe to move to other devices/dtypes
 SOME = settings(max_examples=12, deadline=None)
 
 

@@ -73,7 +73,7 @@ def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_pa
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     setup = Training(data, steps=4, batchsize=2, crop=32, nFeat=8, growthRate=4, nDenselayer=2)
     train, test = load_example()
-    off = {"skb_weights": "standin", "perceptual": "skb", "use_content": False, "use_color": False,
+    off = {"skb_weights": "standin", "perceptual": "skb", "lambda_content": 0.0, "lambda_color": 0.0,
            "use_skam": False}
     base = run(train, test, setup, Variant("AHDR"), 0, tmp_path / "base")
     only_teacher = run(train, test, setup, Variant("semkt, teacher only", off), 0, tmp_path / "teacher")
@@ -148,5 +148,5 @@ def test_a_fractional_schedule_equals_the_step_counts_it_stands_for(skb):
         wrap(TinyHDR(4), TINY_ADAPTER, skb=skb, distill_start=0.5)
     with pytest.raises(ValueError, match="fraction of total_steps"):
         Config(distill_warmup=1.5, total_steps=10)
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="total_steps must be >= 1"):
         Config(total_steps=0)

@@ -6,7 +6,7 @@ import torch
 
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 from semkt_plugin import Adapter, HookPoint
-from semkt_plugin.config import Config
+from semkt_plugin import Config
 from semkt_plugin.plugin import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
@@ -104,7 +104,7 @@ def test_plugin_state_round_trip_gives_the_same_loss(skb, batch):
 def test_ablation_switches_drop_terms(skb, batch):
     frames, gt = batch
     model = TinyHDR()
-    skt = wrap(model, TINY_ADAPTER, skb=skb, use_color=False, use_skam=False, use_content=False, use_priors=False,
+    skt = wrap(model, TINY_ADAPTER, skb=skb, lambda_color=0.0, use_skam=False, lambda_content=0.0, use_priors=False,
                **FROM_STEP_0)
     assert skt.skb is None and skt.skam is None and _hook_count(model) == 0
     skt.loss(model(*frames), gt)
@@ -158,9 +158,18 @@ def test_hook_that_never_fires_is_explained(skb, batch):
     skt.unwrap()
 
 
-def test_config_rejects_unknown_fields():
-    with pytest.raises(ValueError, match="unknown Config fields"):
+def test_config_rejects_unknown_fields(skb):
+    with pytest.raises(ValueError, match="unknown SKTConfig fields"):
         Config().replace(lamda_color=1.0)
+    with pytest.raises(ValueError, match="unknown SKTConfig fields"):
+        wrap(TinyHDR(), TINY_ADAPTER, skb=skb, lamda_color=1.0)
+    # an adapter's config may set any strategy's fields (SMHDR's here), but a misspelling is an error too
+    smhdr_setting = Adapter("tiny", TINY_ADAPTER.hooks, config={"mask_temperature": 2.0})
+    wrap(TinyHDR(), smhdr_setting, skb=skb, total_steps=10, perceptual="skb").unwrap()
+    misspelled = Adapter("tiny", TINY_ADAPTER.hooks, config={"lamda_color": 1.0})
+    with pytest.raises(ValueError, match="adapter 'tiny' sets 'lamda_color', which no strategy's settings have; "
+                                         "did you mean lambda_color"):
+        wrap(TinyHDR(), misspelled, skb=skb, total_steps=10)
 
 
 def test_wrap_leaves_the_global_rng_alone_and_inits_from_the_seed(skb):
@@ -214,5 +223,5 @@ def test_slim_teacher_trains_through_wrap(skb, batch):
     assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
     assert all(p.grad is not None for p in skt.parameters())
     skt.unwrap()
-    with pytest.raises(ValueError, match="teacher_stride"):
-        Config(teacher_stride=0)
+    with pytest.raises(ValueError, match="teacher_stride"):  # checked where it is used: the teacher
+        wrap(TinyHDR(), TINY_ADAPTER, skb=skb, **FAST, teacher_stride=0)

@@ -12,7 +12,7 @@ from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
-CHEAP = dict(use_color=False, use_priors=False, use_content=False, **FROM_STEP_0)  # compile concerns the ORM; skip the SKB
+CHEAP = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, **FROM_STEP_0)  # compile concerns the ORM; skip the SKB
 
 
 def _fp16_on_cpu() -> bool:

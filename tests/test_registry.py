@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -16,34 +17,96 @@ version = 0.0.1
 py_modules = semkt_ext_demo
 
 [options.entry_points]
-semkt.adapters =
+semkt.plugins =
     extdemo = semkt_ext_demo
 """
 
-EXTERNAL_MODULE = """
+ADAPTER_MODULE = """
 from semkt_plugin import Adapter, HookPoint, hookimpl
-
-NAME = {name!r}
 
 @hookimpl
 def semkt_register_adapters():
-    return [Adapter(name=NAME, hooks=[HookPoint("body.3")], description="from another package")]
+    return [Adapter(name={name!r}, hooks=[HookPoint("body.3")], description="from another package")]
+"""
+
+# a package whose import fails, as one with a missing dependency does
+BROKEN_MODULE = """
+import semkt_ext_dependency_that_is_not_installed
+"""
+
+STRATEGY_MODULE = """
+from dataclasses import dataclass
+
+import torch
+from semkt_plugin import Settings, Strategy, hookimpl
+
+
+@dataclass
+class ScaledL1Config(Settings):
+    weight: float = 2.0
+
+
+class ScaledL1(Strategy):
+    name = "scaled_l1"
+    config_class = ScaledL1Config
+
+    def __init__(self, model, adapter, config, skb=None):
+        super().__init__(model, adapter, config, skb)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self._follow_model()
+
+    def loss(self, output, target):
+        opened = self.open(output, target, self.scale)
+        return self.config.weight * self.scale * (opened.hs - opened.ts).abs().mean()
+
+
+@hookimpl
+def semkt_register_strategies():
+    return [ScaledL1]
 """
 
 LIST = "from semkt_plugin.registry import adapters; print(sorted((n, a.source) for n, a in adapters().items()))"
 
+# the example AHDR wrapped by name, one training loss computed
+WRAP = """
+import warnings
+from argparse import Namespace
+
+import torch
+from semkt_plugin import wrap
+from semkt_plugin.example_ahdr.model import AHDR
+
+torch.manual_seed(0)
+model = AHDR(Namespace(nChannel=6, nFeat=8, growthRate=4, nDenselayer=1))
+frames = [torch.rand(1, 6, 32, 32) for _ in range(3)]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    skt = wrap(model, "ahdr", strategy={strategy!r}, total_steps=10, **{overrides})
+out = model(*frames)
+loss = skt.loss(out, torch.rand_like(out))
+loss.backward()
+print("loss", float(loss))
+for w in caught:
+    print("warning", w.message)
+"""
+
+
+# nothing that needs downloaded weights
+SKT_OFFLINE = dict(lambda_color=0.0, use_priors=False, perceptual="none")
+
 
 @pytest.fixture(scope="module")
 def external(tmp_path_factory):
-    """A tiny third-party distribution, really installed (pip --target) into a temporary directory."""
+    """A tiny third-party distribution with ``module`` as its plugin, really installed (pip --target) into a
+    temporary directory."""
 
-    def install(name):
-        src = tmp_path_factory.mktemp(f"src_{name}")
+    def install(module: str):
+        src = tmp_path_factory.mktemp("src")
         (src / "setup.cfg").write_text(EXTERNAL_SETUP)
         (src / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
                                              'build-backend = "setuptools.build_meta"\n')
-        (src / "semkt_ext_demo.py").write_text(EXTERNAL_MODULE.format(name=name))
-        target = tmp_path_factory.mktemp(f"site_{name}")
+        (src / "semkt_ext_demo.py").write_text(module)
+        target = tmp_path_factory.mktemp("site")
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                         "--target", str(target), str(src)], check=True, capture_output=True)
         return target
@@ -51,32 +114,51 @@ def external(tmp_path_factory):
     return install
 
 
-def _list(site, **env):
-    import os
-
-    result = subprocess.run([sys.executable, "-c", LIST], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(site), **env})
-    return result
+def _run(code, site, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(site), **env})
 
 
 def test_third_party_adapter_is_discovered_through_its_entry_point(external):
-    out = _list(external("extdemo"))
+    out = _run(LIST, external(ADAPTER_MODULE.format(name="extdemo")))
     assert out.returncode == 0, out.stderr
     assert "('extdemo', 'semkt-ext-demo:extdemo')" in out.stdout
     assert "('ahdr', 'semkt:builtin')" in out.stdout  # built-ins come the same way
 
 
 def test_disable_switch_skips_third_party_but_keeps_builtin(external):
-    out = _list(external("extdemo2"), SEMKT_DISABLE_PLUGIN_AUTOLOAD="1")
+    out = _run(LIST, external(ADAPTER_MODULE.format(name="extdemo2")), SEMKT_DISABLE_PLUGIN_AUTOLOAD="1")
     assert out.returncode == 0, out.stderr
     assert "extdemo2" not in out.stdout and "'ahdr'" in out.stdout
 
 
 def test_duplicate_names_name_both_sources(external):
-    out = _list(external("ahdr"))
+    out = _run(LIST, external(ADAPTER_MODULE.format(name="ahdr")))
     assert out.returncode != 0
     assert "two adapters are named 'ahdr'" in out.stderr
     assert "semkt:builtin" in out.stderr and "semkt-ext-demo:extdemo" in out.stderr
+
+
+def test_broken_third_party_plugin_is_skipped_with_a_warning_naming_it(external):
+    site = external(BROKEN_MODULE)
+    out = _run(WRAP.format(strategy="skt", overrides=SKT_OFFLINE), site)
+    assert out.returncode == 0, out.stderr
+    assert "loss " in out.stdout
+    warning = next(line for line in out.stdout.splitlines() if line.startswith("warning"))
+    assert "'semkt-ext-demo'" in warning and "'extdemo'" in warning and "semkt_ext_dependency" in warning
+    # asking for what only a broken plugin could give names it in the error
+    missing = _run("from semkt_plugin.registry import get_adapter; get_adapter('extdemo')", site)
+    assert missing.returncode != 0
+    assert "no adapter named 'extdemo'" in missing.stderr and "'extdemo' (semkt-ext-demo: ModuleNotFoundError" in \
+        missing.stderr
+
+
+def test_third_party_strategy_is_registered_and_wraps(external):
+    out = _run(WRAP.format(strategy="scaled_l1", overrides={}), external(STRATEGY_MODULE))
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.split()[1]) > 0 and "warning" not in out.stdout
+    names = _run("from semkt_plugin.registry import strategies; print(sorted(strategies()))", external(STRATEGY_MODULE))
+    assert "['scaled_l1', 'skt', 'smarthdr', 'smhdr']" in names.stdout, names.stderr
 
 
 class _Plugin:

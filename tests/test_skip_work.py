@@ -47,7 +47,7 @@ def test_one_trunk_pass_serves_priors_and_the_students_perceptual_features(skb, 
     skt.unwrap()
 
 
-@pytest.mark.parametrize("off", [{"use_color": False}, {"lambda_color": 0.0}])
+@pytest.mark.parametrize("off", [{"lambda_color": 0.0}, {"use_priors": False, "lambda_color": 0.0}])
 def test_no_region_maps_without_the_color_loss(skb, batch, counted, off):
     model = TinyHDR()
     skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="none", **off, **FROM_STEP_0)
@@ -59,7 +59,7 @@ def test_no_region_maps_without_the_color_loss(skb, batch, counted, off):
 def test_zero_weighted_perceptual_network_is_not_built(skb):
     model = TinyHDR()
     # VGG19 weights are not on this machine: building it would raise
-    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="vgg19", perceptual_weight=0.0, **FROM_STEP_0)
+    skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="vgg19", lambda_perceptual=0.0, **FROM_STEP_0)
     assert skt.perceptual is None
     skt.unwrap()
 

@@ -70,7 +70,7 @@ def test_the_spatial_path_starts_as_the_identity_and_acts_per_pixel():
         teacher = SPGRM((4, 4, 4, 4), dim=8, heads=1, fusion=fusion)
         module = teacher.fusion[0]
         assert ((module.spatial is not None), (module.fuse is not None)) == parts
-    with pytest.raises(ValueError, match="prior fusion"):
+    with pytest.raises(ValueError, match="prior_fusion"):
         SPGRM((4, 4, 4, 4), fusion="concat")
 
 
@@ -83,7 +83,7 @@ def test_every_distillation_term_off_trains_bit_identical_to_the_baseline_under_
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     setup = Training(data, steps=4, batchsize=2, crop=32, nFeat=8, growthRate=4, nDenselayer=2)
     train, test = load_example()
-    off = {"skb_weights": "standin", "perceptual": "skb", "use_content": False, "use_color": False,
+    off = {"skb_weights": "standin", "perceptual": "skb", "lambda_content": 0.0, "lambda_color": 0.0,
            "use_skam": False, **option}
     base = run(train, test, setup, Variant("AHDR"), 0, tmp_path / "base")
     only_teacher = run(train, test, setup, Variant("teacher only", off), 0, tmp_path / "teacher")

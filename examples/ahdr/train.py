@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
             group["lr"] = args.lr if step <= 0.8 * args.steps else 0.1 * args.lr
         x1, x2, x3, gt, *regions = (t.to(args.device) for t in next(batches))
         optimizer.zero_grad()
-        if smhdr:
-            skt.regions(regions[0])  # the region maps of this batch mask the features of the next forward
+        # the batch's extras, for the strategy that reads them (the loop contract: semkt_plugin.Strategy)
+        extras = {"regions": regions[0]} if smhdr else {}
+        if args.semkt:
+            skt.before_forward(**extras)
         out = model(x1, x2, x3)
         loss = F.l1_loss(range_compressor(out), range_compressor(gt))
         losses.append(loss.item())
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
             loss = loss + skt.loss(out, gt)
             if smarthdr:
                 u1, u2, u3, _ = (t.to(args.device) for t in next(unlabelled_batches))  # their labels unused
-                loss = loss + skt.unlabelled_loss([u1, u2, u3])
+                extras["unlabelled"] = [u1, u2, u3]
+            loss = loss + skt.after_loss(**extras)
             semkt_losses.append(skt.last_losses)
         loss.backward()
         optimizer.step()

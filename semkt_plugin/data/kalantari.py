@@ -23,8 +23,10 @@ import tifffile
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
+from .layout import REGION_MAP, SPLITS, global_region_ids, scene_dirs
+from .regions import RegionCacheError, load_region_map
+
 GAMMA = 2.2
-SPLITS = ("Training", "Test")
 
 
 @dataclass
@@ -42,16 +44,6 @@ class KalantariScene:
     stops: np.ndarray
     hdr: np.ndarray | None
     instances: np.ndarray | None
-
-
-def scene_dirs(root: str | Path, split: str) -> list[Path]:
-    """Sorted scene folders of ``<root>/<split>``, split being "Training" or "Test"."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    folder = Path(root) / split
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} does not exist: expected Kalantari layout <root>/{split}/<scene>/")
-    return sorted(p for p in folder.iterdir() if p.is_dir())
 
 
 def read_hdr(path: str | Path) -> np.ndarray:
@@ -144,7 +136,7 @@ class KalantariDataset(Dataset):
     DataLoader derives from its own ``generator`` per epoch and worker.
 
     With ``regions=True`` each item also holds the scene's cached region map (``masks.npy``, see
-    :mod:`semkt_plugin.data.regions`) as ``(H, W)`` int64 global IDs ``scene_index · 65536 + local ID``, cropped and
+    :mod:`semkt_plugin.data.regions`) as ``(H, W)`` int64 global IDs (:mod:`semkt_plugin.data.layout`), cropped and
     flipped with the images; every scene's cache is checked against its reference LDR when the dataset is built.
     """
 
@@ -166,8 +158,6 @@ class KalantariDataset(Dataset):
         self.names = [d.name for d in self.dirs]
         self.crop, self.augment, self.regions = crop, augment, regions
         if regions:
-            from .regions import load_region_map
-
             for d in self.dirs:  # fail here, not in a DataLoader worker halfway through an epoch
                 load_region_map(d)
         self._rng, self._rng_key = np.random.default_rng(seed), None
@@ -206,10 +196,8 @@ class KalantariDataset(Dataset):
 
     def _region_map(self, index: int, shape: tuple[int, int]) -> np.ndarray:
         """``(H, W)`` int64 global region IDs of scene ``index``."""
-        from .regions import SCENE_STRIDE, RegionCacheError, load_region_map
-
         ids = load_region_map(self.dirs[index], verify=False)  # verified against the LDR in __init__
         if ids.shape != shape:
-            raise RegionCacheError(f"{self.dirs[index] / 'masks.npy'} has shape {ids.shape}, the scene {shape}; "
+            raise RegionCacheError(f"{self.dirs[index] / REGION_MAP} has shape {ids.shape}, the scene {shape}; "
                                    "run build_region_maps(root, split, rebuild=True)")
-        return ids.astype(np.int64) + index * SCENE_STRIDE
+        return global_region_ids(ids, index)

@@ -28,10 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .kalantari import scene_dirs
-
-SCENE_STRIDE = 65536  # global ID = scene index · SCENE_STRIDE + local ID; local IDs are uint16
-MAP_NAME, FINGERPRINT_NAME = "masks.npy", "masks.json"
+from .layout import REGION_FINGERPRINT, REGION_MAP, SCENE_STRIDE, scene_dirs
 
 
 class RegionCacheError(ValueError):
@@ -115,7 +112,7 @@ def build_region_maps(root: str | Path, split: str = "Training", skb: nn.Module 
     device = next(iter(skb.parameters()), torch.empty(0)).device
     paths = []
     for scene in tqdm(dirs, desc="region maps", disable=not progress):
-        path, meta = scene / MAP_NAME, scene / FINGERPRINT_NAME
+        path, meta = scene / REGION_MAP, scene / REGION_FINGERPRINT
         ldr = _reference_ldr(scene)
         fingerprint = _fingerprint(ldr, skb_name, num_regions)
         if not rebuild and path.exists() and meta.exists() and json.loads(meta.read_text()) == fingerprint:
@@ -145,7 +142,7 @@ def load_region_map(scene_dir: str | Path, verify: bool = True) -> np.ndarray:
         RegionCacheError: ``masks.npy`` or ``masks.json`` is missing, or they do not match the reference LDR.
     """
     scene_dir = Path(scene_dir)
-    path, meta = scene_dir / MAP_NAME, scene_dir / FINGERPRINT_NAME
+    path, meta = scene_dir / REGION_MAP, scene_dir / REGION_FINGERPRINT
     fix = (f"run build_region_maps(root, split, rebuild=True) (or delete {path} and {meta.name}, then "
            "build_region_maps)")
     if not path.exists():

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .kalantari import SPLITS, write_scene
+from .kalantari import write_scene
+from .layout import SPLITS
 
 GAMMA = 2.2
 SHOT = 1e-3  # shot-noise variance per unit signal (a 1000 e- full well, normalised)

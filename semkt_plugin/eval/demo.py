@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.kalantari import read_hdr, read_scene, scene_dirs
+from ..data.kalantari import read_hdr, read_scene
+from ..data.layout import scene_dirs
 from ..domain import mu_law
 from .paired import EXAMPLE_DIR, Training, Variant, paired_runs
 from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, summarise, training_curves
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="smarthdr: the share of training scenes with their ground truth")
     parser.add_argument("--config", default="{}", help='JSON of semkt Config fields (skt), e.g. \'{"lambda_feat": 0.1}\'')
     for flag, name in FLAGS.items():
-        parser.add_argument(f"--{flag}", action="store_true", help=f"ablation: semkt with {ABLATIONS[name]}=False")
+        parser.add_argument(f"--{flag}", action="store_true", help=f"ablation: semkt with {', '.join(f'{k}={v}' for k, v in ABLATIONS[name].items())}")
     parser.add_argument("--skb", default=OFFLINE["skb_weights"], help="semkt Config.skb_weights ('standin' works offline)")
     parser.add_argument("--perceptual", default=OFFLINE["perceptual"],
                         help="semkt Config.perceptual ('vgg19' needs its weights)")
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = demo_data(args, out)
     off = [name for flag, name in FLAGS.items() if getattr(args, flag)]
     semkt = {"skb_weights": args.skb, "perceptual": args.perceptual, **json.loads(args.config),
-             **{ABLATIONS[name]: False for name in off}}
+             **{k: v for name in off for k, v in ABLATIONS[name].items()}}
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
                      args.nDenselayer, args.example_dir)
     seeds = list(range(args.seed, args.seed + args.seeds))

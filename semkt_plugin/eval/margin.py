@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ..config import Config
+from ..strategies.skt import SKTConfig
 
 
 def teacher_margin(losses: Sequence[Mapping[str, float]], start: int, stop: int) -> float:
@@ -35,8 +35,8 @@ def margin_window(distill_start: int) -> tuple[int, int]:
 def run_margin(settings: Mapping[str, Any], steps: int, losses: Sequence[Mapping[str, float]]) -> float | None:
     """The margin of one skt run (its settings as given to ``wrap``, its length, its per-step ``last_losses``) over
     :func:`margin_window`; ``None`` when the distillation starts at step 0, so no step precedes it."""
-    known = {k: v for k, v in settings.items() if k in Config.__dataclass_fields__}
-    start, _ = Config(**{**known, "total_steps": steps}).schedule()
+    known = {k: v for k, v in settings.items() if k in SKTConfig.__dataclass_fields__}
+    start, _ = SKTConfig(**{**known, "total_steps": steps}).schedule()
     if start == 0:
         return None
     return teacher_margin(losses, *margin_window(start))

@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..adapter import Adapter
-from ..config import Config, merge
+from ..settings import merge
 from ..registry import get_adapter
-from ..strategies.skt import SemanticTransfer, load_configured_skb
+from ..strategies.skt import SemanticTransfer, SKTConfig, load_configured_skb
 from .batches import forever
 from .margin import teacher_margin
 from .stats import PairedGain, mean_interval, paired_gain
@@ -38,10 +38,10 @@ REFERENCE = "no priors"
 ARMS: dict[str, dict[str, Any]] = {REFERENCE: {"use_priors": False}, "priors from the output": {}}
 CONTROL: dict[str, dict[str, Any]] = {"priors from the truth": {"prior_source": "truth"}}
 # the teachers only learn: nothing is distilled (so no schedule), no feature is hooked
-TEACHER_ONLY = {"use_content": False, "use_color": False, "use_skam": False, "distill_start": 0, "distill_warmup": 0}
+TEACHER_ONLY = {"lambda_content": 0.0, "lambda_color": 0.0, "use_skam": False, "distill_start": 0, "distill_warmup": 0}
 
 
-def teachers(model: nn.Module, adapter: Adapter, config: Config, arms: Mapping[str, Mapping[str, Any]],
+def teachers(model: nn.Module, adapter: Adapter, config: SKTConfig, arms: Mapping[str, Mapping[str, Any]],
              skb: nn.Module | None = None) -> dict[str, SemanticTransfer]:
     """One teacher-only plugin per arm (``config`` with the arm's changes), sharing one SKB; none hooks the model.
 
@@ -167,7 +167,7 @@ def _reading(gain: PairedGain) -> str:
 
 def run_probe(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter,
               batches: Iterable[Sequence[Any]], task_loss_fn: Callable[[Any, Tensor], Tensor], steps: int = 300,
-              arms: Mapping[str, Mapping[str, Any]] | None = None, config: Config | None = None,
+              arms: Mapping[str, Mapping[str, Any]] | None = None, config: SKTConfig | None = None,
               optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-4, windows: int = 5,
               skb: nn.Module | None = None, progress: bool = True) -> ProbeReport:
     """Train the model with its own loss for ``steps`` steps, and one teacher per arm beside it.
@@ -178,9 +178,9 @@ def run_probe(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapte
         batches: ``(*inputs, target)`` tuples, iterated again when exhausted; ``output = model(*inputs)``.
         task_loss_fn: the model's own loss, ``task_loss_fn(output, target)``.
         steps: training steps; margins are read over the second half.
-        arms: name → :class:`~semkt_plugin.Config` changes of each teacher; default :data:`ARMS` (no priors, and
+        arms: name → :class:`~semkt_plugin.SKTConfig` changes of each teacher; default :data:`ARMS` (no priors, and
             the SKB on the model's output).
-        config: the settings every arm starts from; default ``Config()`` (FastSAM-s as the SKB).
+        config: the settings every arm starts from; default ``SKTConfig()`` (FastSAM-s as the SKB).
         optimizer: the model's optimiser; default Adam at ``lr``.
         lr: the teachers' Adam learning rate (and the model's, when ``optimizer`` is ``None``).
         windows: windows the second half is split into.
@@ -192,7 +192,7 @@ def run_probe(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapte
                          f"{2 * windows} steps or fewer windows")
     adapter = get_adapter(adapter)
     arms = ARMS if arms is None else arms
-    plugins = teachers(model, adapter, config or Config(), arms, skb)
+    plugins = teachers(model, adapter, config or SKTConfig(), arms, skb)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     teacher_opt = torch.optim.Adam([p for plugin in plugins.values() for p in plugin.parameters()], lr=lr)
     device = next(model.parameters()).device

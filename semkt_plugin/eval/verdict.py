@@ -27,8 +27,8 @@ from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
 from .stats import mean_interval, paired_gain
 
 BASELINE = "AHDR"
-ABLATIONS = {"w/o L_content": "use_content", "w/o L_color": "use_color", "w/o SKAM": "use_skam",
-             "w/o priors": "use_priors"}
+ABLATIONS = {"w/o L_content": {"lambda_content": 0.0}, "w/o L_color": {"lambda_color": 0.0},
+             "w/o SKAM": {"use_skam": False}, "w/o priors": {"use_priors": False}}
 OFFLINE = {"skb_weights": "standin", "perceptual": "skb"}  # FastSAM and VGG19 weights cannot be downloaded offline
 GAIN_METRICS = ("psnr_mu", "psnr_l", "ssim_mu")
 
@@ -73,7 +73,7 @@ def variants(config: dict, ablations: bool, named: list[str] = ()) -> list[Varia
     if not named:
         rows.append(Variant("AHDR + semkt", semkt))
     if ablations:
-        rows += [Variant(f"AHDR + semkt {name}", {**semkt, field: False}) for name, field in ABLATIONS.items()]
+        rows += [Variant(f"AHDR + semkt {name}", {**semkt, **off}) for name, off in ABLATIONS.items()]
     return rows
 
 

@@ -4,20 +4,20 @@
 - ``"smhdr"`` (:mod:`.smhdr`): SMHDR's curriculum semantic masking of the model's features.
 - ``"smarthdr"`` (:mod:`.smarthdr`): SmartHDR's semi-supervised mean teacher with uncertainty masking.
 
-Each is imported when first asked for, so a strategy's dependencies load only when it is used.
+All three subclass :class:`.base.Strategy`. This package is semkt's own strategy plugin (entry point
+``strategies`` of the ``semkt.plugins`` group); other packages add strategies the same way.
 """
 from __future__ import annotations
 
-import importlib
-
-from ..plugin import Strategy
-
-STRATEGIES = {"skt": ("skt", "SemanticTransfer"), "smhdr": ("smhdr", "SMHDR"), "smarthdr": ("smarthdr", "SmartHDR")}
+from ..hookspecs import hookimpl
+from .base import Strategy
 
 
-def get_strategy(name: str) -> type[Strategy]:
-    """The :class:`~semkt_plugin.plugin.Strategy` class registered as ``name``."""
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; strategies are {sorted(STRATEGIES)}")
-    module, cls = STRATEGIES[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+@hookimpl
+def semkt_register_strategies() -> list[type[Strategy]]:
+    """semkt's three strategies (their modules are imported when a strategy is first looked up)."""
+    from .skt import SemanticTransfer
+    from .smarthdr import SmartHDR
+    from .smhdr import SMHDR
+
+    return [SemanticTransfer, SMHDR, SmartHDR]

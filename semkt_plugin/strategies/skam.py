@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check
+
 MaskKind = Literal["element", "spatial"]
 TargetNorm = Literal["image", "channel", "none"]
 
@@ -48,13 +50,9 @@ def complementary_masks(shape: Sequence[int], ratio: float, generator: torch.Gen
     Returns:
         ``(I^M, 1 − I^M)``, float tensors of ``shape`` with values in {0, 1} that sum to 1 everywhere.
     """
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
     if kind == "element":
         mask = (torch.rand(tuple(shape), generator=generator, device=device) < ratio).float()
     elif kind == "spatial":
-        if patch < 1:
-            raise ValueError(f"mask patch must be at least 1, got {patch}")
         b, c, h, w = shape
         coarse = torch.rand((b, 1, -(-h // patch), -(-w // patch)), generator=generator, device=device) < ratio
         mask = coarse.float().repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].expand(b, c, h, w)
@@ -132,8 +130,12 @@ class SKAM(nn.Module):
                  latent: int = 32, ratio: float = 0.5, seed: int = 0, mask: MaskKind = "spatial", patch: int = 8,
                  norm: TargetNorm = "image", reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__()
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"SKAM reduction must be 'mean' or 'sum', got {reduction!r}")
+        check("skam_latent", latent, kind=int, at_least=1)
+        check("skam_ratio", ratio, at_least=0.0, at_most=1.0)
+        check("skam_mask", mask, one_of=("spatial", "element"))
+        check("skam_patch", patch, kind=int, at_least=1)
+        check("skam_norm", norm, one_of=("image", "channel", "none"))
+        check("skam_reduction", reduction, one_of=("mean", "sum"))
         self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent, norm) for c in student_channels)
         self.pairing = spread(len(student_channels), num_teacher)
         self.ratio, self.latent, self.seed = ratio, latent, seed

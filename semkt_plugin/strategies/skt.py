@@ -2,26 +2,162 @@
 
 What it hooks: the adapter's hook points, read-only (SKAM aligns the model's features there with the teacher's).
 What it computes per ``loss(output, target)``: T(H_in); one SKB pass (priors, region maps, perceptual features);
-the SPGRM teacher and its L_spg; then, once the distillation has started, L_content, L_color and SKAM's L_feat.
+the SPGRM teacher; then the terms of :data:`TERMS`: L_spg, and, once the distillation has started, L_content,
+L_color and SKAM's L_feat.
 What it saves: the teacher, SKAM (with its mask generator's state) and the step counter; the frozen SKB and
 perceptual network stay out of ``state_dict()``.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter
-from ..config import Config
+from ..checks import check
 from ..hooks import FeatureHooks, hook_channels, unwrap_container
 from ..perceptual import build_perceptual
-from ..plugin import Strategy, check_pair, select_output
+from ..settings import Settings
+from .base import Opened, Strategy
 from .losses import content_loss, histogram_loss
 from .skam import SKAM
 from .spgrm import SPGRM
+
+
+@dataclass
+class SKTConfig(Settings):
+    """Semantic Knowledge Transfer settings (``strategy="skt"``; ``semkt_plugin.Config`` is the same class). Defaults
+    are the paper's (§3.3–3.5) unless noted; docs/method.md has each choice and its measurement.
+
+    Loss weights (eq. 14; a weight of 0 switches its term off and skips its work):
+        lambda_spg: weight of the teacher's L_spg (eq. 13) in the returned loss.
+        lambda_content: λ1, weight of L_content (paper: 1e-3).
+        lambda_perceptual: λ of eq. 5, the perceptual part of L_content.
+        lambda_color: λ2, weight of L_color.
+        lambda_feat: weight of SKAM's L_feat (paper: 1).
+
+    Schedule of the distillation (L_content, L_color, L_feat; ``total_steps`` and ``mu``, ``seed`` are the base's):
+        distill_start: training ``loss()`` calls before any distillation: the model learns at full speed first, and
+            the teacher has learned something before it is distilled. An int is a step count, a float in
+            ``[0, 1]`` a fraction of ``total_steps``. Default: half the run (the paper: 0).
+        distill_warmup: then the distillation weights ramp linearly from 0 over this many calls (int or
+            fraction). Default: a sixth of the run (the paper: 0).
+        distill_gate: distil towards the teacher only at pixels where it is closer to the ground truth than the
+            model's output (:func:`gated_target`).
+
+    Semantic Knowledge Bank:
+        skb_weights: a local checkpoint, ``"standin"`` (the offline stand-in shipped with semkt), or a name
+            ultralytics downloads when online (``"FastSAM-s.pt"``).
+        skb_arch: build the SKB from this ultralytics yaml (``"yolov8s-seg.yaml"``) and load ``skb_weights`` as a
+            state_dict into it, or random weights when ``skb_weights`` is ``None`` (tests only).
+        num_regions: N, how many region maps the SKB gives L_color.
+        prior_source: what the SKB reads for the priors and the region maps: ``"output"`` (T(H_in), the paper's)
+            or ``"truth"`` (T(GT): a privileged teacher; the teacher is training-only, inference is untouched).
+
+    Perceptual network (φ of eq. 5):
+        perceptual: ``"vgg19"`` (the paper's), ``"skb"`` (the SKB's backbone, no extra network) or ``"none"``.
+        vgg19_weights: a VGG19 state_dict file; ``None`` looks in torch's hub cache.
+
+    Teacher (SPGRM):
+        teacher_dim: its width.
+        teacher_heads: attention heads of its Prior Fusion Blocks.
+        teacher_stride: resolution factor of its fusion modules: 1 (the paper's) or ``s > 1``, the slim teacher
+            (``s × s`` blocks folded into channels).
+        use_priors: the SKB's priors in the teacher (off: a plain second-stage refiner of the same depth).
+        prior_fusion: how a prior enters each fusion module: ``"attention"`` (eq. 4, a channel × channel mix per
+            image), ``"spatial"`` (a per-pixel scale and shift) or ``"both"``.
+        teacher_moves_orm: let L_spg's gradient reach the model through T(H_in) (off in the paper's scheme).
+
+    Histogram loss (L_color):
+        hist_bins: bins on ``[0, 1]``.
+        hist_kernel: ``"sigmoid"`` (slope-400 window, as the public SKF code) or ``"gaussian"`` (eq. 7).
+        hist_slope: slope of the sigmoid kernel.
+        hist_bandwidth: Gaussian bandwidth in ``[0, 1]`` units (``None``: one bin width).
+        hist_chunk: pixels per image handled at a time (bounds its memory, not its result).
+        color_background: add the region no SKB map covers (``1 − max_n p_m^n``), so background pixels count.
+
+    SKAM (L_feat):
+        use_skam: build SKAM and hook the model's features.
+        skam_latent: latent channels.
+        skam_ratio: share of the teacher latent in the mix.
+        skam_mask: ``"spatial"`` (whole ``skam_patch``² blocks) or ``"element"`` (each latent element).
+        skam_patch: block side of the spatial mask, in pixels of the hooked feature.
+        skam_norm: target scaling: ``"image"`` (its RMS per image), ``"channel"`` or ``"none"``.
+        skam_reduction: ``"mean"`` or ``"sum"`` of the stages' losses.
+    """
+
+    lambda_spg: float = 1.0
+    lambda_content: float = 0.1
+    lambda_perceptual: float = 1e-2
+    lambda_color: float = 100.0
+    lambda_feat: float = 0.1
+
+    distill_start: float | int = 0.5
+    distill_warmup: float | int = 1 / 6
+    distill_gate: bool = True
+
+    skb_weights: str | None = "FastSAM-s.pt"
+    skb_arch: str | None = None
+    num_regions: int = 16
+    prior_source: Literal["output", "truth"] = "output"
+
+    perceptual: Literal["vgg19", "skb", "none"] = "vgg19"
+    vgg19_weights: str | None = None
+
+    teacher_dim: int = 32
+    teacher_heads: int = 2
+    teacher_stride: int = 1
+    use_priors: bool = True
+    prior_fusion: Literal["attention", "spatial", "both"] = "attention"
+    teacher_moves_orm: bool = False
+
+    hist_bins: int = 256
+    hist_kernel: Literal["sigmoid", "gaussian"] = "sigmoid"
+    hist_slope: float = 400.0
+    hist_bandwidth: float | None = None
+    hist_chunk: int = 4096
+    color_background: bool = True
+
+    use_skam: bool = True
+    skam_latent: int = 32
+    skam_ratio: float = 0.5
+    skam_mask: Literal["spatial", "element"] = "spatial"
+    skam_patch: int = 8
+    skam_norm: Literal["image", "channel", "none"] = "image"
+    skam_reduction: Literal["mean", "sum"] = "mean"
+
+    schedule_points: ClassVar[tuple[str, ...]] = ("distill_start", "distill_warmup")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # what the parts check themselves (SKB, teacher, SKAM, histogram) is checked there, once
+        for name in ("lambda_spg", "lambda_content", "lambda_perceptual", "lambda_color", "lambda_feat"):
+            check(name, getattr(self, name), at_least=0)
+        check("prior_source", self.prior_source, one_of=("output", "truth"))
+        check("perceptual", self.perceptual, one_of=("vgg19", "skb", "none"))
+        if isinstance(self.skb_weights, Path):
+            self.skb_weights = str(self.skb_weights)
+        if self.total_steps is not None:
+            self.schedule()
+
+    @property
+    def perceptual_on(self) -> bool:
+        """L_content has a perceptual part: φ must be built."""
+        return self.lambda_content > 0 and self.lambda_perceptual > 0 and self.perceptual != "none"
+
+    @property
+    def needs_skb(self) -> bool:
+        """Whether any part with a non-zero weight reads the SKB."""
+        return self.use_priors or self.lambda_color > 0 or (self.perceptual_on and self.perceptual == "skb")
+
+    def schedule(self) -> tuple[int, int]:
+        """``(distill_start, distill_warmup)`` in ``loss()`` calls, fractions resolved against ``total_steps``."""
+        return self.steps_of("distill_start"), self.steps_of("distill_warmup")
 
 
 def with_background(regions: Tensor) -> Tensor:
@@ -59,20 +195,114 @@ def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
         return torch.where(better, teacher, student)
 
 
-def load_configured_skb(config: Config) -> nn.Module:
+def load_configured_skb(config: SKTConfig) -> nn.Module:
     """The SKB that ``config`` names (``skb_weights``, ``skb_arch``, ``num_regions``)."""
     from ..skb import load_skb
 
     return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
 
 
+
+
+class Step:
+    """What the terms of one ``loss()`` call share, computed once: T(H_in) and T(GT), the SKB's pass, the teacher,
+    and (on first use) the distillation target.
+
+    One SKB trunk pass serves the teacher's priors, the region maps when L_color runs and, with
+    ``perceptual="skb"``, the model's side of the perceptual term (with a graph only when L_content runs).
+    """
+
+    def __init__(self, skt: "SemanticTransfer", opened: Opened, active: set[str]) -> None:
+        cfg = skt.config
+        self.skt, self.h_in, self.hs, self.ts = skt, opened.h_in, opened.hs, opened.ts
+        student_grad = "content" in active and skt.perceptual_is_skb
+        if cfg.prior_source == "output":
+            features, self.regions = skt.skb_pass(self.hs, regions="color" in active, grad=student_grad)
+            self.student_features = features if student_grad else None
+        else:
+            features, self.regions = skt.skb_pass(self.ts, regions="color" in active, grad=False)
+            self.student_features = skt.skb_pass(self.hs, regions=False, grad=True)[0] if student_grad else None
+        self.hhat, self.teacher_features = skt.teacher(self.hs if cfg.teacher_moves_orm else self.hs.detach(),
+                                                       [f.detach() for f in features] if cfg.use_priors else None)
+
+    @cached_property
+    def target(self) -> Tensor:
+        """What L_content and L_color pull T(H_in) towards: the teacher's output in ``[0, 1]``, gated."""
+        # the model's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is no target,
+        # and chasing it would drive a sigmoid output into saturation, where its gradient dies
+        target = self.hhat.detach().clamp(0, 1)
+        if self.skt.config.distill_gate:
+            target = gated_target(target, self.hs.detach(), self.ts)
+        return target
+
+
+def spg_term(step: Step) -> Tensor:
+    """L_spg (eq. 13): the teacher's L1 to T(GT)."""
+    return F.l1_loss(step.hhat, step.ts)
+
+
+def content_term(step: Step) -> Tensor:
+    """L_content (eq. 5): L1 and the perceptual term towards the target."""
+    cfg = step.skt.config
+    return content_loss(step.hs, step.target, step.skt.perceptual, cfg.lambda_perceptual,
+                        student_features=step.student_features)
+
+
+def color_term(step: Step) -> Tensor:
+    """L_color (eqs. 6–10): the per-region soft histograms against the target's."""
+    cfg = step.skt.config
+    regions = with_background(step.regions) if cfg.color_background else step.regions
+    return histogram_loss(step.hs, step.target, regions, cfg.hist_bins, cfg.hist_kernel, cfg.hist_slope,
+                          cfg.hist_bandwidth, cfg.hist_chunk)
+
+
+def feat_term(step: Step) -> Tensor:
+    """L_feat: SKAM between the model's hooked features and the teacher's."""
+    skt, h = step.skt, step.h_in
+    # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
+    student = [s.float() for s in skt.hooks.maps(aspect=h.shape[-2] / h.shape[-1])]
+    return skt.skam(student, step.teacher_features)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One weighted term of skt's loss, a row of :data:`TERMS`.
+
+    Attributes:
+        name: its key in ``loss_terms()`` and ``last_losses``.
+        weight: an :class:`SKTConfig` field holding its λ, or a number.
+        compute: its unweighted value from the call's :class:`Step`.
+        distil: whether the distillation schedule ramps it (from ``distill_start``); such a term is computed only
+            while its weight is above 0. A term that is not (L_spg) is computed in every call.
+        built: whether the plugin has what the term needs (SKAM for L_feat).
+        idle: a zero that reaches the term's parameters while it is skipped, so ``DDP`` finds a gradient for each.
+    """
+
+    name: str
+    weight: str | float
+    compute: Callable[[Step], Tensor]
+    distil: bool = True
+    built: Callable[["SemanticTransfer"], bool] = lambda skt: True
+    idle: Callable[["SemanticTransfer"], Tensor] | None = None
+
+
+#: skt's loss, in the order its terms are summed
+TERMS: tuple[Term, ...] = (
+    Term("spg", "lambda_spg", spg_term, distil=False),
+    Term("content", "lambda_content", content_term),
+    Term("color", "lambda_color", color_term),
+    Term("feat", "lambda_feat", feat_term, built=lambda skt: skt.skam is not None,
+         idle=lambda skt: sum(p.sum() for p in skt.skam.parameters()) * 0.0),
+)
+
+
 class SemanticTransfer(Strategy):
     """The plugin's state and its loss. Built by :func:`semkt_plugin.wrap`; see there."""
 
     name = "skt"
-    config_class = Config
+    config_class = SKTConfig
 
-    def __init__(self, model: nn.Module, adapter: Adapter, config: Config, skb: nn.Module | None = None) -> None:
+    def __init__(self, model: nn.Module, adapter: Adapter, config: SKTConfig, skb: nn.Module | None = None) -> None:
         super().__init__(model, adapter, config)
         self._start, self._warmup = config.schedule()  # in loss() calls; a fraction without total_steps fails here
         core = unwrap_container(model)
@@ -81,7 +311,7 @@ class SemanticTransfer(Strategy):
             skb = load_configured_skb(config)
         if skb is not None:
             skb.requires_grad_(False)
-        perceptual = build_perceptual(config.perceptual, config.perceptual_weights, skb) if config.perceptual_on else None
+        perceptual = build_perceptual(config.perceptual, config.vgg19_weights, skb) if config.perceptual_on else None
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors,
@@ -90,7 +320,6 @@ class SemanticTransfer(Strategy):
                          config.seed, config.skam_mask, config.skam_patch, config.skam_norm,
                          config.skam_reduction) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training, for the warm-up
         self._arm_hooks(0)
         # a loaded step count decides whether the next forward captures features
         self.register_load_state_dict_post_hook(lambda module, keys: module._arm_hooks(int(module.steps)))
@@ -100,7 +329,7 @@ class SemanticTransfer(Strategy):
     def _hook_channels(core: nn.Module, adapter: Adapter) -> list[int]:
         if not adapter.hooks:
             raise ValueError(f"adapter {adapter.name!r} declares no hook points; SKAM needs at least one "
-                             "(or use Config(use_skam=False))")
+                             "(or wrap with use_skam=False)")
         return [hook_channels(core, point) for point in adapter.hooks]
 
     @property
@@ -113,108 +342,73 @@ class SemanticTransfer(Strategy):
         """φ of eq. 5, or ``None``."""
         return self._aux["perceptual"]
 
+    @property
+    def perceptual_is_skb(self) -> bool:
+        """φ is the SKB's backbone, so the SKB's pass over T(H_in) also gives the model's perceptual features."""
+        return self.config.perceptual == "skb" and self.perceptual is not None
+
+    def weights(self, step: int) -> dict[str, float]:
+        """The weight of each term the plugin has built, at training step ``step`` (the ramp applied)."""
+        ramp = distill_ramp(step, self._start, self._warmup)
+        weights = {}
+        for term in TERMS:
+            if term.built(self):
+                weight = getattr(self.config, term.weight) if isinstance(term.weight, str) else term.weight
+                weights[term.name] = ramp * weight if term.distil else weight
+        return weights
+
     def loss_terms(self, output: Any, target: Tensor) -> dict[str, Tensor]:
-        """The weighted terms of :meth:`loss`, each differentiable: ``{"spg", "content", "color", "feat"}``.
+        """The weighted terms of :meth:`loss` (:data:`TERMS`), each differentiable, in summing order.
 
-        Only the enabled terms are present (content and color only once the distillation has started, see
-        ``Config.distill_start``); their sum is :meth:`loss`. Unweighted values go to
-        :attr:`last_losses`. The gradient-balance diagnostic differentiates each term on its own.
-
-        A term whose weight is 0 in this step (its λ, or the ramp before the distillation starts) is not computed:
-        no region maps without L_color, no perceptual pass without L_content, no SKAM (and no feature captures in
-        the model's forward) without L_feat. SKAM's term is then a zero that still reaches its parameters, so
-        ``DDP`` finds a gradient, zero, for each of them.
+        A distillation term whose weight is 0 in this call (its λ, or the ramp before the distillation starts) is
+        not computed and not in the dict, unless it has an ``idle`` zero (L_feat: SKAM's parameters still get a
+        gradient, zero, for ``DDP``). Unweighted values go to :attr:`last_losses`, with the model's own μ-law L1
+        as ``orm``. The gradient-balance diagnostic differentiates each term on its own.
 
         Args:
             output: what the model returned for this batch (the adapter finds H_in in it).
             target: ground truth in H_in's domain, scale and shape (``(B, 3, H, W)``, or packed RAW).
         """
-        cfg = self.config
         try:  # every exit, errors included, drops the captured features and the graph they hold
-            h_in = select_output(output, self.adapter.output)
-            check_pair(h_in, target, next(self.teacher.parameters()))
-            step = int(self.steps)
-            ramp = distill_ramp(step, self._start, self._warmup)
-            on = self._active(ramp)
+            opened = self.open(output, target, next(self.teacher.parameters()))
             if torch.is_grad_enabled():
-                self.steps += 1
-                self._arm_hooks(step + 1)
-            hs = self.transfer(h_in)
-            with torch.no_grad():
-                target_s = self.transfer(target, what="target")
-            student_grad = on["content"] and self._perceptual_is_skb
-            if cfg.prior_source == "output":
-                # one SKB trunk pass serves the teacher's priors and, with perceptual="skb", the student's side of
-                # the perceptual term: with a gradient only when that term runs
-                features, regions = self._skb(hs, regions=on["color"], grad=student_grad)
-                student_features = features if student_grad else None
-            else:
-                features, regions = self._skb(target_s, regions=on["color"], grad=False)
-                student_features = self._skb(hs, regions=False, grad=True)[0] if student_grad else None
-            hhat, teacher_feats = self.teacher(hs if cfg.teacher_moves_orm else hs.detach(),
-                                               [f.detach() for f in features] if cfg.use_priors else None)
-            raw = {"spg": F.l1_loss(hhat, target_s)}
-            weights = {"spg": cfg.lambda_spg}
-            if on["content"] or on["color"]:
-                # the student's tone-mapped output lives in [0, 1] (H_in/scale ≤ 1): a teacher value outside it is
-                # no target, and chasing it would drive a sigmoid output into saturation, where its gradient dies
-                teacher_target = hhat.detach().clamp(0, 1)
-                if cfg.distill_gate:
-                    teacher_target = gated_target(teacher_target, hs.detach(), target_s)
-            if on["content"]:
-                raw["content"] = content_loss(hs, teacher_target, self.perceptual, cfg.perceptual_weight,
-                                              student_features=student_features)
-                weights["content"] = ramp * cfg.lambda_content
-            if on["color"]:
-                regions = with_background(regions) if cfg.color_background else regions
-                raw["color"] = histogram_loss(hs, teacher_target, regions, cfg.hist_bins, cfg.hist_kernel,
-                                              cfg.hist_slope, cfg.hist_bandwidth, cfg.hist_chunk)
-                weights["color"] = ramp * cfg.lambda_color
-            if on["feat"]:
-                # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
-                student = [s.float() for s in self.hooks.maps(aspect=h_in.shape[-2] / h_in.shape[-1])]
-                raw["feat"] = self.skam(student, teacher_feats)
-                weights["feat"] = ramp * cfg.lambda_feat
-            elif self.skam is not None:
-                raw["feat"] = sum(p.sum() for p in self.skam.parameters()) * 0.0
-                weights["feat"] = 0.0
+                self._arm_hooks(opened.step + 1)
+            weights = self.weights(opened.step)
+            active = {name for name, w in weights.items() if w > 0}
+            step = Step(self, opened, active)
+            raw = {}
+            for term in TERMS:
+                if term.name in active or (term.name in weights and not term.distil):
+                    raw[term.name] = term.compute(step)
+                elif term.name in weights and term.idle is not None:
+                    raw[term.name] = term.idle(self)
         finally:
             if self.hooks is not None:
                 self.hooks.clear()
-        terms = {k: weights[k] * v for k, v in raw.items()}
+        terms = {name: weights[name] * value for name, value in raw.items()}
         # the model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin
-        self._last = {**{k: v.detach() for k, v in raw.items()}, "orm": F.l1_loss(hs.detach(), target_s),
+        self._last = {**{k: v.detach() for k, v in raw.items()}, "orm": F.l1_loss(opened.hs.detach(), opened.ts),
                       "total": sum(t.detach() for t in terms.values())}
         return terms
-
-    @property
-    def _perceptual_is_skb(self) -> bool:
-        return self.config.perceptual == "skb" and self.perceptual is not None
-
-    def _active(self, ramp: float) -> dict[str, bool]:
-        """Which distillation terms have a non-zero weight at this ramp."""
-        cfg = self.config
-        return {"content": ramp > 0 and cfg.content_on,
-                "color": ramp > 0 and cfg.color_on,
-                "feat": ramp > 0 and self.skam is not None and cfg.lambda_feat > 0}
 
     def _arm_hooks(self, step: int) -> None:
         """Capture features in the model's forward only when the ``loss()`` call ``step`` will run SKAM."""
         if self.hooks is not None:
-            self.hooks.active = self._active(distill_ramp(step, self._start, self._warmup))["feat"]
+            self.hooks.active = self.weights(step).get("feat", 0.0) > 0
 
-    def _skb(self, hs: Tensor, regions: bool, grad: bool) -> tuple[list[Tensor] | None, Tensor | None]:
-        """The SKB's features (with a graph to ``hs`` if ``grad``) and, if ``regions``, its region maps."""
+    def skb_pass(self, x: Tensor, regions: bool, grad: bool) -> tuple[list[Tensor] | None, Tensor | None]:
+        """The SKB's features of ``x`` (with a graph to it if ``grad``) and, if ``regions``, its region maps."""
         if self.skb is None:
             return None, None
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            x = hs if grad else hs.detach()
+            x = x if grad else x.detach()
             if regions:
                 return self.skb(x)
             return self.skb.features(x), None
 
     def loss(self, output: Any, target: Tensor) -> Tensor:
-        """The extra loss term: ``λ_spg·L_spg + λ1·L_content + λ2·L_color + λ_feat·L_feat``.
+        """The extra loss term: the weighted sum of :data:`TERMS`, ``λ_spg·L_spg + λ1·L_content + λ2·L_color +
+        λ_feat·L_feat``.
 
         Args:
             output: what the model returned for this batch (the adapter finds H_in in it).
@@ -223,10 +417,10 @@ class SemanticTransfer(Strategy):
         Returns:
             Scalar; add it to the model's own loss. Components are in :attr:`last_losses`.
         """
-        return sum(self.loss_terms(output, target).values())  # loss_terms builds its dict in a fixed order
+        return sum(self.loss_terms(output, target).values())
 
     @classmethod
-    def hook_plan(cls, adapter: Adapter, config: Config) -> list[tuple[str, str]]:
+    def hook_plan(cls, adapter: Adapter, config: SKTConfig) -> list[tuple[str, str]]:
         return [(p.path, "read for SKAM") for p in adapter.hooks] if config.use_skam else []
 
     def _remove_hooks(self) -> None:

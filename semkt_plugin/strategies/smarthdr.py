@@ -9,7 +9,7 @@ What it hooks: one adapter hook point (``SmartHDRConfig.judge_point``), read-onl
 What it computes per training step, in the μ-law domain T (μ = 5000)::
 
     out = model(*ldrs)                                   # a labelled batch
-    loss = own_loss(out, gt) + skt.loss(out, gt) + skt.unlabelled_loss(ldrs_u)
+    loss = own_loss(out, gt) + skt.loss(out, gt) + skt.after_loss(unlabelled=ldrs_u)   # after_loss: unlabelled_loss
 
 - ``loss(output, target)``: λ_k·L_s^k, the uncertainty loss of the output against the ground truth with the
   judge's σ; and the step's bookkeeping: the step counter and, after the warm-up, the teacher's EMA update (the
@@ -31,28 +31,28 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..config import check_schedule_point, check_total_steps, merge, steps_of
+from ..checks import check
 from ..hooks import FeatureHooks, hook_channels, unwrap_container
-from ..plugin import Strategy, check_pair, select_output
+from ..settings import Settings
+from .base import Strategy, check_pair, select_output
 
 
 @dataclass
-class SmartHDRConfig:
-    """SmartHDR settings; defaults are the paper's unless noted.
+class SmartHDRConfig(Settings):
+    """SmartHDR settings; defaults are the paper's unless noted. ``mu`` (of the μ-law T in which every loss is
+    computed), ``seed`` (the augmentation generator's) and ``total_steps`` are the base's.
 
     Attributes:
-        mu: μ of the μ-law T in which every loss is computed.
         ema: α of the teacher's update θ_t ← α·θ_t + (1 − α)·θ_s (eq. 3), in ``[0, 1]``.
         warmup: steps (``loss()`` calls in training) on labelled data only before the teacher starts: a float in
             ``[0, 1]`` is a fraction of :attr:`total_steps` (paper: 30 of 200 epochs, 0.15), an int a step count.
-        total_steps: steps of the whole run; needed only for a fractional :attr:`warmup`.
         judge_point: index into the adapter's hook points of the feature the judge reads (the paper's F_att, the
             attention-merged feature; the built-in adapters list it first).
         patch: side, in output pixels, of the patches of the patch-level mask (paper: the 64×64 training crops).
@@ -69,13 +69,10 @@ class SmartHDRConfig:
             output is already right. At 1 it is ``(ĥ − h)``, a plain squared error's; σ's own gradient keeps its
             sign and zero at ``σ = |ĥ − h|`` for any β.
         strong_augment: augment the student's view of unlabelled data (off: it sees what the teacher sees).
-        seed: seed of the augmentation generator.
     """
 
-    mu: float = 5000.0
     ema: float = 0.999
     warmup: float | int = 0.15
-    total_steps: int | None = None
     judge_point: int = 0
     patch: int = 64
     patch_threshold: float = 0.4
@@ -85,39 +82,24 @@ class SmartHDRConfig:
     sigma_min: float = 1e-3
     beta: float = 0.0
     strong_augment: bool = True
-    seed: int = 0
+
+    schedule_points: ClassVar[tuple[str, ...]] = ("warmup",)
 
     def __post_init__(self) -> None:
-        if not self.mu > 0:
-            raise ValueError(f"mu must be positive, got {self.mu}")
-        if not 0.0 <= self.ema <= 1.0:
-            raise ValueError(f"ema must be in [0, 1], got {self.ema}")
-        check_schedule_point("warmup", self.warmup)
-        check_total_steps(self.total_steps)
-        if isinstance(self.judge_point, bool) or not isinstance(self.judge_point, int) or self.judge_point < 0:
-            raise ValueError(f"judge_point must be an index (int >= 0) into the adapter's hooks, "
-                             f"got {self.judge_point!r}")
-        if self.patch < 1:
-            raise ValueError(f"patch must be at least 1, got {self.patch}")
-        for name in ("patch_threshold", "pixel_threshold"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1] (scores are min-max normalised), got {getattr(self, name)}")
+        super().__post_init__()
+        check("ema", self.ema, at_least=0.0, at_most=1.0)
+        check("judge_point", self.judge_point, kind=int, at_least=0)
+        check("patch", self.patch, at_least=1)
+        for name in ("patch_threshold", "pixel_threshold", "beta"):  # scores are min-max normalised
+            check(name, getattr(self, name), at_least=0.0, at_most=1.0)
         for name in ("lambda_u", "lambda_k"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1] (0: the paper's loss, 1: squared-error gradients), got {self.beta}")
-        if not 0.0 < self.sigma_min < 1.0:
-            raise ValueError(f"sigma_min must be in (0, 1) (the judge's σ is a sigmoid), got {self.sigma_min}")
+            check(name, getattr(self, name), at_least=0)
+        check("sigma_min", self.sigma_min, above=0.0, below=1.0)  # the judge's σ is a sigmoid
 
     @property
     def warmup_steps(self) -> int:
         """:attr:`warmup` in steps; a fraction needs :attr:`total_steps`."""
-        return steps_of("warmup", self.warmup, self.total_steps)
-
-    def replace(self, **changes: Any) -> "SmartHDRConfig":
-        """A copy with ``changes``; unknown names raise with the list of fields."""
-        return merge(self, changes)
+        return self.steps_of("warmup")
 
 
 class JudgeHead(nn.Module):
@@ -316,6 +298,7 @@ class SmartHDR(Strategy):
 
     name = "smarthdr"
     config_class = SmartHDRConfig
+    extras = ("unlabelled",)
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SmartHDRConfig,
                  skb: nn.Module | None = None) -> None:
@@ -338,7 +321,6 @@ class SmartHDR(Strategy):
         self.judge_ema = copy.deepcopy(self.judge).requires_grad_(False)
         self.hooks = FeatureHooks(core, [point])
         self.teacher_hooks = FeatureHooks(self.teacher, [point])
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: it draws a few integers a step
         self._terms: dict[str, Tensor] = {}
         self._follow_model()
@@ -369,10 +351,8 @@ class SmartHDR(Strategy):
         feature = hooks.maps(aspect=size[0] / size[1])[0].detach().float()
         return judge(feature, size).float()
 
-    def _advance(self) -> None:
-        """One training step: count it; after the warm-up, move the teacher and the EMA judge (copy at first)."""
-        step = int(self.steps)
-        self.steps += 1
+    def _follow_student(self, step: int) -> None:
+        """After the warm-up, move the teacher and the EMA judge towards the student (copy them at first)."""
         if step >= self.warmup_steps:
             alpha = 0.0 if step == self.warmup_steps else self.config.ema
             ema_update(self.teacher, unwrap_container(self.model), alpha)
@@ -393,11 +373,7 @@ class SmartHDR(Strategy):
         """
         cfg = self.config
         try:
-            h_in = select_output(output, self.adapter.output)
-            check_pair(h_in, target, next(self.judge.parameters()))
-            hs = self.transfer(h_in)
-            with torch.no_grad():
-                ts = self.transfer(target, what="target")
+            _, hs, ts, step = self.open(output, target, next(self.judge.parameters()))
             try:
                 sigma = self._sigma(self.judge, self.hooks, tuple(hs.shape[-2:]))
             except RuntimeError as err:
@@ -406,7 +382,7 @@ class SmartHDR(Strategy):
                                    "again.") from err
             k_s = uncertainty_loss(hs, ts, sigma, None, cfg.sigma_min, cfg.beta)
             if torch.is_grad_enabled():
-                self._advance()
+                self._follow_student(step)
         finally:
             self.hooks.clear()
         self._terms = {"s": cfg.lambda_k * k_s.detach()}
@@ -419,6 +395,14 @@ class SmartHDR(Strategy):
         if not (isinstance(x, Tensor) and x.ndim >= 4):
             return x
         return aug.apply(x, channels=self.adapter.domain != "raw" and x.shape[-3] % 3 == 0)
+
+    def after_loss(self, unlabelled: Sequence[Any] | None = None, **extras: Any) -> Tensor:
+        """The loop contract's call after :meth:`loss`: :meth:`unlabelled_loss` of the batch's ``unlabelled``
+        inputs, to add to the loss."""
+        if unlabelled is None:
+            raise TypeError("SmartHDR trains on an unlabelled batch each step: skt.after_loss(unlabelled=[...]) with "
+                            "the model's positional inputs for it")
+        return self.unlabelled_loss(unlabelled)
 
     def unlabelled_loss(self, ldrs: Sequence[Any]) -> Tensor:
         """λ_u·(L_u^r + λ_k·L_u^k) on a batch without ground truth: the student against the teacher's masked

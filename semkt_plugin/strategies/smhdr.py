@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
@@ -46,27 +46,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..config import check_schedule_point, check_total_steps, merge, steps_of
-from ..data.regions import SCENE_STRIDE
+from ..checks import check
+from ..data.layout import scene_of
 from ..hooks import FeatureMasks, unwrap_container
-from ..plugin import Strategy, check_pair, select_output
+from ..settings import Settings
+from .base import Strategy
 
 
 @dataclass
-class SMHDRConfig:
-    """SMHDR settings; defaults are SMHDR's (``train_phase2.py``) unless noted.
+class SMHDRConfig(Settings):
+    """SMHDR settings; defaults are SMHDR's (``train_phase2.py``) unless noted. ``mu`` (the μ of the loss and the
+    PSNR-μ), ``seed`` (the mask generator's) and ``total_steps`` are the base's.
 
     Attributes:
-        mu: μ of the μ-law in the loss and the PSNR-μ.
         peak_ratio: the curriculum's highest mask ratio.
         ramp_start, ramp_peak, ramp_end: where the ratio starts rising, peaks and is back at 0. A float in
             ``[0, 1]`` is a fraction of ``total_steps``, an int a number of ``loss()`` calls.
-        total_steps: training steps (``loss()`` calls in training), needed when a ramp point is a fraction.
         mask_temperature: the softmax temperature of the mask ratios (positive: easier regions masked more).
         loss_temperature: the softmax temperature of the loss weights (negative: harder regions weigh more).
         region_prob: probability that a hook point is masked by the regions rather than by its own feature.
             The feature's own map (sigmoid of its channel mean) scales it in training only; at 1 only region
-            maps are used, which on the demo's validation split cost 0.33 dB instead of 1.09 (docs/results.md).
+            maps are used (docs/results.md has what each costs).
         refresh: training ``loss()`` calls between recomputations of the PSNR table (SMHDR: once per epoch).
         lambda_region: weight of the returned loss.
         mask_unit: ``"region"``: each region of each sample is masked whole with probability ``r_m``;
@@ -75,15 +75,12 @@ class SMHDRConfig:
             each encoder stage, early in the network; the built-in adapters list their shallowest feature first
             and their deepest, next to the output, last, where a masked region leaves the layers after it nothing
             to rebuild it from. Default: the first only (docs/results.md has the measurement).
-        seed: seed of the mask generator.
     """
 
-    mu: float = 5000.0
     peak_ratio: float = 0.9
     ramp_start: float | int = 0.75
     ramp_peak: float | int = 0.875
     ramp_end: float | int = 1.0
-    total_steps: int | None = None
     mask_temperature: float = 0.05
     loss_temperature: float = -0.1
     region_prob: float = 0.75
@@ -91,26 +88,20 @@ class SMHDRConfig:
     lambda_region: float = 1.0
     mask_unit: Literal["region", "pixel"] = "region"
     mask_points: tuple[int, ...] | None = (0,)
-    seed: int = 0
+
+    schedule_points: ClassVar[tuple[str, ...]] = ("ramp_start", "ramp_peak", "ramp_end")
 
     def __post_init__(self) -> None:
-        if self.mask_unit not in ("region", "pixel"):
-            raise ValueError(f"mask_unit must be 'region' or 'pixel', got {self.mask_unit!r}")
+        super().__post_init__()
+        check("mask_unit", self.mask_unit, one_of=("region", "pixel"))
         for name in ("peak_ratio", "region_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.refresh < 1:
-            raise ValueError(f"refresh must be at least 1, got {self.refresh}")
+            check(name, getattr(self, name), at_least=0.0, at_most=1.0)
+        check("refresh", self.refresh, kind=int, at_least=1)
         if self.mask_points is not None:
             self.mask_points = tuple(self.mask_points)
             if not self.mask_points or any(isinstance(i, bool) or not isinstance(i, int) for i in self.mask_points):
                 raise ValueError(f"mask_points must be a non-empty tuple of hook-point indices or None, got "
                                  f"{self.mask_points!r}")
-        if self.mu <= 0:
-            raise ValueError(f"mu must be positive, got {self.mu}")
-        check_total_steps(self.total_steps)
-        for name in ("ramp_start", "ramp_peak", "ramp_end"):
-            check_schedule_point(name, getattr(self, name))
         points = (self.ramp_start, self.ramp_peak, self.ramp_end)
         if self.total_steps is not None or not any(isinstance(v, float) for v in points):
             self.schedule()
@@ -121,15 +112,11 @@ class SMHDRConfig:
         Raises:
             ValueError: a fraction without ``total_steps``, or not ``start ≤ peak ≤ end``.
         """
-        steps = [steps_of(name, getattr(self, name), self.total_steps) for name in ("ramp_start", "ramp_peak", "ramp_end")]
+        steps = [self.steps_of(name) for name in self.schedule_points]
         if not steps[0] <= steps[1] <= steps[2]:
             raise ValueError(f"the curriculum needs ramp_start <= ramp_peak <= ramp_end, got steps {tuple(steps)} "
                              f"from {self.ramp_start!r}, {self.ramp_peak!r}, {self.ramp_end!r}")
         return steps[0], steps[1], steps[2]
-
-    def replace(self, **changes: Any) -> "SMHDRConfig":
-        """A copy with ``changes``; unknown names raise with the list of fields."""
-        return merge(self, changes)
 
 
 def curriculum_ratio(step: int, start: int, peak: int, end: int, peak_ratio: float) -> float:
@@ -174,18 +161,19 @@ def _resize_ids(ids: Tensor, size: tuple[int, int]) -> Tensor:
 class SMHDR(Strategy):
     """SMHDR's masking and region-weighted loss. Built by :func:`semkt_plugin.wrap` with ``strategy="smhdr"``.
 
-    Per step: ``skt.regions(ids)``, the model's forward, ``skt.loss(output, target)``.
+    Per step: ``skt.before_forward(regions=ids)`` (the same as ``skt.regions(ids)``), the model's forward,
+    ``skt.loss(output, target)``.
     """
 
     name = "smhdr"
     config_class = SMHDRConfig
+    extras = ("regions",)
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SMHDRConfig, skb: nn.Module | None = None) -> None:
         super().__init__(model, adapter, config)  # skb: SMHDR needs none (its regions come from the dataset)
         points = self.masked_points(adapter, config)
         self._start, self._peak, self._end = config.schedule()
         core = unwrap_container(model)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # loss() calls in training
         self._generator = torch.Generator().manual_seed(config.seed)
         self._pending: Tensor | None = None  # ids for the next forward
         self._ids: Tensor | None = None  # ids of the last forward, for loss()
@@ -203,7 +191,18 @@ class SMHDR(Strategy):
     @property
     def mask_ratio(self) -> float:
         """The curriculum's mask ratio at the current step."""
-        return curriculum_ratio(int(self.steps), self._start, self._peak, self._end, self.config.peak_ratio)
+        return self._ratio_at(int(self.steps))
+
+    def _ratio_at(self, step: int) -> float:
+        return curriculum_ratio(step, self._start, self._peak, self._end, self.config.peak_ratio)
+
+    def before_forward(self, regions: Tensor | None = None, **extras: Any) -> None:
+        """The loop contract's call before each training forward: ``regions`` are the batch's region IDs
+        (:meth:`regions`)."""
+        if regions is None:
+            raise TypeError("SMHDR needs the batch's region IDs before each forward: skt.before_forward(regions=ids) "
+                            "with the (B, H, W) IDs KalantariDataset(..., regions=True) gives")
+        self.regions(regions)
 
     def regions(self, ids: Tensor) -> None:
         """Region IDs of the batch of the next forward (which consumes them; :meth:`loss` then uses them too).
@@ -291,15 +290,11 @@ class SMHDR(Strategy):
             ``region`` (before ``λ_region``), ``ratio`` (the mask ratio of the forward), ``total``.
         """
         cfg = self.config
-        h_in = select_output(output, self.adapter.output)
-        check_pair(h_in, target, self.steps.float())
         if self._ids is None:
             raise RuntimeError("loss() needs the region IDs of the forward that made this output: call "
                                "skt.regions(ids) with the batch's (B, H, W) region IDs before each forward")
-        step, ratio = int(self.steps), self.mask_ratio
-        hs = self.transfer(h_in)
-        with torch.no_grad():
-            ts = self.transfer(target, what="target")
+        _, hs, ts, step = self.open(output, target, self.steps)
+        ratio = self._ratio_at(step)
         ids = self._ids.to(hs.device)
         if ids.shape[0] != hs.shape[0]:
             raise ValueError(f"regions() got IDs for {ids.shape[0]} images but the output has {hs.shape[0]}")
@@ -315,7 +310,6 @@ class SMHDR(Strategy):
             region = diff.abs().mean()
         if torch.is_grad_enabled():
             self._accumulate(keys, inv, diff.detach().square().mean(1))
-            self.steps += 1
             if (step + 1) % cfg.refresh == 0:
                 self._refresh()
         total = cfg.lambda_region * region
@@ -357,7 +351,7 @@ class SMHDR(Strategy):
     def _update_tables(self) -> None:
         scenes: dict[int, list[int]] = {}
         for key in sorted(self._psnr):
-            scenes.setdefault(key // SCENE_STRIDE, []).append(key)
+            scenes.setdefault(scene_of(key), []).append(key)
         cfg = self.config
         for keys in scenes.values():
             psnr = torch.tensor([self._psnr[k] for k in keys], dtype=torch.float64)

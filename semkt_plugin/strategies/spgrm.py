@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check
+
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over channels at every pixel of a ``(B, C, H, W)`` map.
@@ -61,7 +63,7 @@ class PriorFusionBlock(nn.Module):
     def __init__(self, dim: int, prior_dim: int, heads: int = 2) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+            raise ValueError(f"teacher_dim {dim} must be divisible by teacher_heads {heads}")
         self.heads = heads
         self.norm_f, self.norm_p = LayerNorm2d(dim), LayerNorm2d(prior_dim)
         self.q = _project(prior_dim, dim)
@@ -207,10 +209,9 @@ class SPGRM(nn.Module):
     def __init__(self, prior_channels: Sequence[int], dim: int = 32, heads: int = 2, use_priors: bool = True,
                  stride: int = 1, fusion: str = "attention") -> None:
         super().__init__()
-        if stride < 1:
-            raise ValueError(f"teacher stride must be at least 1, got {stride}")
-        if fusion not in ("attention", "spatial", "both"):
-            raise ValueError(f"prior fusion must be 'attention', 'spatial' or 'both', got {fusion!r}")
+        check("teacher_dim", dim, kind=int, at_least=1)
+        check("teacher_stride", stride, kind=int, at_least=1)
+        check("prior_fusion", fusion, one_of=("attention", "spatial", "both"))
         self.use_priors = use_priors
         self.stride = stride
         self.fpn = PriorPyramid(prior_channels, dim, self.num_features) if use_priors else None
