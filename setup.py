@@ -4,6 +4,9 @@ and for what ``semkt demo`` trains."""
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["semkt_plugin", "semkt_plugin.*", "semkt_adapters"]), "semkt_plugin.example_ahdr"],
+    packages=[
+        *find_packages(include=["semkt_plugin", "semkt_plugin.*", "semkt_adapters"]),
+        "semkt_plugin.example_ahdr",
+    ],
     package_dir={"semkt_plugin.example_ahdr": "examples/ahdr"},
 )

@@ -15,8 +15,8 @@ import argparse
 import statistics
 
 import torch
-
 from bench_step import load_ahdr, step, the_skb
+
 from semkt_plugin import wrap
 
 

@@ -225,7 +225,7 @@ def the_skb(device: torch.device):
 class PeakRSS:
     """Peak resident memory above the entry's, sampled every millisecond by a thread (torch releases the GIL)."""
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.base = self.peak = self._rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)

@@ -36,7 +36,8 @@ from semkt_plugin.strategies.skt import SKTConfig
 
 STRIDES = (4, 8, 16, 32)
 TRUTH = {"prior_source": "truth"}
-ARMS = {"no priors": {"use_priors": False}, "truth, eq. 4": TRUTH, "truth, + spatial path": {**TRUTH, "prior_fusion": "both"}}
+ARMS = {"no priors": {"use_priors": False}, "truth, eq. 4": TRUTH,
+        "truth, + spatial path": {**TRUTH, "prior_fusion": "both"}}
 
 
 class PixelPyramid(nn.Module):

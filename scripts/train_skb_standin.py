@@ -139,7 +139,8 @@ def write_dataset(root: Path, brackets: int, seed: int) -> tuple[list[np.ndarray
         counts.append(int(regions.max()))
         donors = views[:i] + views[i + 1 :]
         for b in range(brackets):
-            scene = make_bracket(view, donors, int(rng.integers(2**31)), size=int(rng.integers(*CROP_SIZE, endpoint=True)))
+            scene = make_bracket(view, donors, int(rng.integers(2**31)),
+                                 size=int(rng.integers(*CROP_SIZE, endpoint=True)))
             image = tone_map(scene.hdr)
             regions = segment_everything(image)
             blobs = scene.instances > 0  # the pasted objects occlude the segments and are instances themselves
@@ -149,7 +150,8 @@ def write_dataset(root: Path, brackets: int, seed: int) -> tuple[list[np.ndarray
 
 
 def calibrate_scores(net: torch.nn.Module, images: list[np.ndarray], counts: list[int], num_regions: int = 16) -> float:
-    """Raise ``net``'s class-score bias so the SKB finds as many regions on ``images`` as the segmenter: returns the shift.
+    """Raise ``net``'s class-score bias so the SKB finds as many regions on ``images`` as the segmenter:
+    returns the shift.
 
     A few CPU epochs leave the scores under-confident: the ranking of anchors already follows the content,
     but few distinct objects pass the SKB's fixed score threshold.  Adding ``b`` to every class logit is
@@ -198,7 +200,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("semkt_plugin/assets/skb_standin.pt"))
     parser.add_argument("--init", default="", help="semkt-skb weights to fine-tune from ('' = from scratch)")
-    parser.add_argument("--arch", default="yolov8n-seg.yaml", help="ultralytics YOLOv8-seg yaml (scale letter picks size)")
+    parser.add_argument("--arch", default="yolov8n-seg.yaml",
+                        help="ultralytics YOLOv8-seg yaml (scale letter picks size)")
     parser.add_argument("--brackets", type=int, default=10, help="make_bracket scenes per train view")
     parser.add_argument("--size", type=int, default=192, help="training image size (px)")
     parser.add_argument("--epochs", type=int, default=14)
@@ -253,7 +256,8 @@ def main() -> None:
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     trained_on = (
-        f"real content: the {len(whole)} train-split views of semkt_plugin/assets/real, whole + {args.brackets} make_bracket "
+        f"real content: the {len(whole)} train-split views of semkt_plugin/assets/real, "
+        f"whole + {args.brackets} make_bracket "
         f"scenes each ({n_train} images, seed {args.seed}), mu-law, Felzenszwalb 'segment everything' masks + pasted "
         f"blobs; {args.size}px, fine-tuned from {'the synthetic-scene stand-in' if init else 'scratch'}"
     )

@@ -7,9 +7,10 @@ any other repository is supported by a dict, YAML or TOML file of the same field
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 Domain = Literal["srgb", "raw"]
 
@@ -95,7 +96,7 @@ class Adapter:
             raise ValueError(f"Adapter {self.name!r}: scale must be positive, got {self.scale}")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Adapter":
+    def from_dict(cls, data: Mapping[str, Any]) -> Adapter:
         """Build an adapter from plain data; ``hooks`` may be dicts or bare module paths."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -105,7 +106,7 @@ class Adapter:
         return cls(**{**data, "hooks": hooks})
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Adapter":
+    def from_file(cls, path: str | Path) -> Adapter:
         """Read an adapter from a ``.yaml``/``.yml``, ``.toml`` or ``.json`` file."""
         path = Path(path)
         text = path.read_text()

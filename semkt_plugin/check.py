@@ -1,8 +1,9 @@
 """``check_adapter``: one dry forward that tells whether an adapter fits a model, before any training."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn

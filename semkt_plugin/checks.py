@@ -1,7 +1,8 @@
 """One helper for value checks, so every setting and argument is refused with the same kind of message."""
 from __future__ import annotations
 
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 
 def check(name: str, value: Any, *, one_of: Collection[Any] | None = None, kind: type | tuple[type, ...] | None = None,

@@ -6,8 +6,9 @@ import importlib
 import importlib.util
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def load_object(spec: str) -> Any:
@@ -30,7 +31,7 @@ def _shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is comma-separated integers like 1,6,64,64, got {text!r}")
+        raise argparse.ArgumentTypeError(f"a shape is comma-separated integers like 1,6,64,64, got {text!r}") from None
 
 
 def cmd_adapters(args: argparse.Namespace) -> int:
@@ -69,8 +70,8 @@ def _model_and_batches(args: argparse.Namespace, data: Path) -> tuple[Any, Any, 
     from .data.kalantari import KalantariDataset
     from .domain import mu_law
     from .eval.paired import EXAMPLE_DIR, load_example
-    from .strategies.base import select_output
     from .registry import get_adapter
+    from .strategies.base import select_output
 
     torch.manual_seed(args.seed)
     kwargs = json.loads(args.kwargs)
@@ -110,17 +111,19 @@ def cmd_balance(args: argparse.Namespace) -> int:
     report = run_balance(model, skt, loader, task_loss, optimizer, steps=args.steps, every=args.every)
     print(report.table())
     settings = {**vars(args), "data": str(data)}
-    (out / "balance.json").write_text(json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n")
+    (out / "balance.json").write_text(
+        json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n"
+    )
     report.plot(out / "balance.png")
     print(f"wrote {out / 'balance.json'} and {out / 'balance.png'}")
     return 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .strategies.skt import SKTConfig
     from .data.brackets import generate_real_dataset
     from .eval.probe import ARMS, CONTROL, run_probe
     from .eval.verdict import OFFLINE
+    from .strategies.skt import SKTConfig
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
     probe.add_argument("--adapter", default="ahdr", help="adapter name or .yaml/.toml/.json file")
     probe.add_argument("--config", default="{}", help="JSON of semkt Config fields every teacher starts from, e.g. "
-                                                      "'{\"skb_weights\": \"FastSAM-s.pt\"}' (default here: the stand-in SKB)")
+                                                      "'{\"skb_weights\": \"FastSAM-s.pt\"}' "
+                                                      "(default here: the stand-in SKB)")
     probe.add_argument("--truth", action="store_true", help="add the control: a teacher given the SKB's priors of the "
                                                              "ground truth itself")
     probe.add_argument("--steps", type=int, default=300, help="training steps; margins over the second half")
@@ -218,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"demo": cmd_demo, "verdict": cmd_verdict}[args.command](args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"adapters": cmd_adapters, "check": cmd_check, "balance": cmd_balance, "probe": cmd_probe}[args.command](args)
+    return {"adapters": cmd_adapters, "check": cmd_check, "balance": cmd_balance,
+            "probe": cmd_probe}[args.command](args)
 
 
 if __name__ == "__main__":

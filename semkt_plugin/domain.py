@@ -99,7 +99,9 @@ def demosaic(raw: Tensor, bayer: str = "RGGB") -> Tensor:
         )
     mosaic = unpack_raw(raw) if raw.shape[1] == 4 else raw
     if mosaic.shape[-2] % 2 or mosaic.shape[-1] % 2:
-        raise ValueError(f"a Bayer mosaic needs even height and width, got {tuple(mosaic.shape[-2:])}; crop one row/column")
+        raise ValueError(
+            f"a Bayer mosaic needs even height and width, got {tuple(mosaic.shape[-2:])}; crop one row/column"
+        )
     return kornia.color.raw_to_rgb(mosaic.float(), _CFA[bayer])
 
 

@@ -18,7 +18,8 @@ import difflib
 import math
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from einops import rearrange

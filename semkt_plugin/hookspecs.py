@@ -23,14 +23,9 @@ semkt's own adapters and strategies are registered exactly this way (entry point
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pluggy
 
 from .adapter import Adapter
-
-if TYPE_CHECKING:
-    from .strategies.base import Strategy
 
 PROJECT = "semkt"
 ENTRY_POINT_GROUP = "semkt.plugins"
@@ -45,6 +40,6 @@ def semkt_register_adapters() -> list[Adapter]:
 
 
 @hookspec
-def semkt_register_strategies() -> list[type[Strategy]]:
+def semkt_register_strategies() -> list[type]:
     """Return the strategies this plugin provides: :class:`~semkt_plugin.Strategy` subclasses, each with its own
     ``name`` (unique across all plugins, what ``wrap(strategy=...)`` takes) and ``config_class``."""

@@ -6,8 +6,8 @@ never downloads them itself. ``skb`` reuses the already-loaded SKB backbone (no 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +54,7 @@ class VGG19Features(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> "VGG19Features":
+    def train(self, mode: bool = True) -> VGG19Features:
         return super().train(False)  # frozen: no dropout/batch-norm mode changes from a parent's .train()
 
     def forward(self, x: Tensor) -> list[Tensor]:

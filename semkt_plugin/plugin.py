@@ -8,8 +8,9 @@ model. ``skt.unwrap()`` removes the hooks and returns the same model object.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,7 +63,8 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
     if config is not None and not isinstance(config, cls.config_class):
         raise TypeError(f"strategy {strategy!r} takes a {cls.config_class.__name__}, got {type(config).__name__}")
     config = merge(cls.settings_for(adapter) if config is None else config, overrides)
-    with torch.random.fork_rng(devices=[]):  # the plugin's init comes from config.seed; the user's RNG stream stays as it was
+    # the plugin's init comes from config.seed; the user's RNG stream stays as it was
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         skt = cls(model, adapter, config, skb)
     skt._claim()

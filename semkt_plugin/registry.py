@@ -11,8 +11,9 @@ import difflib
 import importlib.metadata
 import os
 import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 

@@ -4,8 +4,9 @@ points given as steps or fractions of it, and ``replace``. Each strategy's own s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .checks import check
 

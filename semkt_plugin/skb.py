@@ -58,8 +58,9 @@ import math
 import os
 import pickle
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -102,7 +103,10 @@ def ultralytics_sandbox() -> Iterator[None]:
 
     env = dict(os.environ)
     torch_save, threads = torch.save, torch.get_num_threads()
-    torch_print = {k: getattr(torch._tensor_str.PRINT_OPTS, k) for k in ("precision", "threshold", "edgeitems", "linewidth", "sci_mode")}
+    torch_print = {
+        k: getattr(torch._tensor_str.PRINT_OPTS, k)
+        for k in ("precision", "threshold", "edgeitems", "linewidth", "sci_mode")
+    }
     np_print = np.get_printoptions()
     cv2_threads, cv2_io = cv2.getNumThreads(), (cv2.imread, cv2.imwrite, cv2.imshow)
     filters = list(warnings.filters)
@@ -151,18 +155,24 @@ def _check_same_trunk(net: nn.Module, arch: str) -> None:
     a, b = trunk(ref), trunk(got)
     if a != b:
         diff = sorted(set(a.items()) ^ set(b.items()))[:3]
-        raise ValueError(f"checkpoint backbone/neck does not match arch={arch!r} (first differences: {diff}); pass arch=None")
+        raise ValueError(
+            f"checkpoint backbone/neck does not match arch={arch!r} (first differences: {diff}); pass arch=None"
+        )
 
 
 def _load_net(weights: str | Path | None, arch: str | None) -> nn.Module:
     """Build or load the ultralytics SegmentationModel; see :func:`load_skb`."""
     if weights is None:
         if arch is None:
-            raise ValueError("load_skb needs weights (a .pt path, 'standin', a FastSAM name) or arch=<yaml> for random init")
+            raise ValueError(
+                "load_skb needs weights (a .pt path, 'standin', a FastSAM name) or arch=<yaml> for random init"
+            )
         return _build(arch, nc=1)
     if str(weights) == "standin":
         if not STANDIN.is_file():
-            raise FileNotFoundError(f"the stand-in weights {STANDIN} are missing; rebuild them with scripts/train_skb_standin.py")
+            raise FileNotFoundError(
+                f"the stand-in weights {STANDIN} are missing; rebuild them with scripts/train_skb_standin.py"
+            )
         weights = STANDIN
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -189,7 +199,9 @@ def _load_net(weights: str | Path | None, arch: str | None) -> nn.Module:
         arch, nc, state = obj["arch"] if arch is None else arch, obj["nc"], obj["state_dict"]
     elif isinstance(obj, dict) and all(isinstance(v, Tensor) for v in obj.values()):
         if arch is None:
-            raise ValueError(f"{path} is a bare state_dict; pass arch='yolov8s-seg.yaml' (or the yaml it was trained with)")
+            raise ValueError(
+                f"{path} is a bare state_dict; pass arch='yolov8s-seg.yaml' (or the yaml it was trained with)"
+            )
         cls_bias = obj.get("model.22.cv3.0.2.bias")  # the class-score conv: its width is nc
         nc, state = (1 if cls_bias is None else cls_bias.shape[0]), obj
     else:
@@ -233,11 +245,13 @@ class SemanticKnowledgeBank(nn.Module):
         iou_threshold: box IoU above which a lower-scored anchor is a duplicate.
     """
 
-    def __init__(self, net: nn.Module, num_regions: int = 16, score_threshold: float = 0.25, iou_threshold: float = 0.7):
+    def __init__(self, net: nn.Module, num_regions: int = 16, score_threshold: float = 0.25,
+                 iou_threshold: float = 0.7):
         super().__init__()
         layers = net.model
         head = layers[-1]
-        if not all(hasattr(head, a) for a in ("cv2", "cv3", "cv4", "proto", "dfl")) or list(head.f) != list(FEATURE_LAYERS[1:]):
+        if (not all(hasattr(head, a) for a in ("cv2", "cv3", "cv4", "proto", "dfl"))
+                or list(head.f) != list(FEATURE_LAYERS[1:])):
             raise TypeError(
                 f"SKB needs a YOLOv8-seg / FastSAM layout (Segment head reading layers {FEATURE_LAYERS[1:]}); "
                 f"got {type(head).__name__} reading {getattr(head, 'f', '?')}"
@@ -247,14 +261,18 @@ class SemanticKnowledgeBank(nn.Module):
         self.layers = layers
         self.num_regions, self.score_threshold, self.iou_threshold = num_regions, score_threshold, iou_threshold
         self.strides = STRIDES
-        self._keep = set(FEATURE_LAYERS) | {j for m in layers for j in ([m.f] if isinstance(m.f, int) else m.f) if j != -1}
+        self._keep = set(FEATURE_LAYERS) | {
+            j for m in layers for j in ([m.f] if isinstance(m.f, int) else m.f) if j != -1
+        }
         self.requires_grad_(False)
         self.train(False)
         with torch.no_grad():
             probe = self.features(torch.zeros(1, 3, 64, 64))
         got = tuple(64 // f.shape[-1] for f in probe)
         if got != STRIDES:
-            raise TypeError(f"SKB layers {FEATURE_LAYERS} have strides {got}, expected {STRIDES}: not a YOLOv8-seg layout")
+            raise TypeError(
+                f"SKB layers {FEATURE_LAYERS} have strides {got}, expected {STRIDES}: not a YOLOv8-seg layout"
+            )
         self.channels = tuple(f.shape[1] for f in probe)
 
     def train(self, mode: bool = True) -> SemanticKnowledgeBank:

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from conftest import TINY_ADAPTER, TinyHDR
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from conftest import TINY_ADAPTER, TinyHDR
 from semkt_plugin import wrap
 
 STEPS = 3

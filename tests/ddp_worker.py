@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from conftest import TINY_ADAPTER, TinyHDR
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from conftest import TINY_ADAPTER, TinyHDR
 from semkt_plugin import wrap
 from semkt_plugin.skb import load_skb
 
@@ -26,7 +26,8 @@ def run(order: str, rank: int, skb: torch.nn.Module) -> dict:
     keys = list(model.state_dict())
     if order == "ddp-then-wrap":
         ddp = DDP(model)
-        skt = wrap(ddp, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1, distill_warmup=0)  # plugins start apart: DDP must sync them
+        # plugins start apart: DDP must sync them
+        skt = wrap(ddp, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1, distill_warmup=0)
     else:
         skt = wrap(model, TINY_ADAPTER, skb=skb, perceptual="skb", seed=rank, distill_start=1, distill_warmup=0)
         ddp = DDP(model)

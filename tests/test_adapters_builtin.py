@@ -11,9 +11,9 @@ import math
 
 import pytest
 import torch
+from _replicas import AHDR_MODEL, NAMES, build
 from torch import nn
 
-from _replicas import AHDR_MODEL, NAMES, build
 from semkt_plugin.adapter import Adapter, HookPoint
 
 # per adapter: input maker, then per hook point (calls per forward, channels)
@@ -72,10 +72,14 @@ def _run_with_hooks(model: nn.Module, adapter: Adapter, inputs):
     for point in adapter.hooks:
         record = calls[point.path]
         if point.kind == "pre":
-            fn = lambda m, args, p=point, r=record: r.append((_pick(args, p.select), _pick(args, p.select).clone()))
+            def fn(m, args, p=point, r=record):
+                return r.append((_pick(args, p.select), _pick(args, p.select).clone()))
+
             handles.append(modules[point.path].register_forward_pre_hook(fn))
         else:
-            fn = lambda m, args, out, p=point, r=record: r.append((_pick(out, p.select), _pick(out, p.select).clone()))
+            def fn(m, args, out, p=point, r=record):
+                return r.append((_pick(out, p.select), _pick(out, p.select).clone()))
+
             handles.append(modules[point.path].register_forward_hook(fn))
     try:
         out = model(*inputs)
@@ -113,7 +117,9 @@ def test_domains_and_scales():
     a = _builtin()
     for name in ("ahdr", "hdr_transformer", "sctnet", "safnet"):
         assert (a[name].domain, a[name].scale, a[name].negative) == ("srgb", 1.0, "error")
-    assert (a["tmrnet"].domain, a["tmrnet"].scale, a["tmrnet"].negative, a["tmrnet"].bayer) == ("raw", 16.0, "clamp", "RGGB")
+    assert (a["tmrnet"].domain, a["tmrnet"].scale, a["tmrnet"].negative, a["tmrnet"].bayer) == (
+        "raw", 16.0, "clamp", "RGGB"
+    )
     assert a["safnet"].output == 1 and all(a[n].output is None for n in NAMES if n != "safnet")
 
 

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 import torch
-
 from _replicas import NAMES, build, expected_listing
 from conftest import FROM_STEP_0
+
 from semkt_plugin import wrap
 from semkt_plugin.domain import mu_law
 from semkt_plugin.strategies.base import select_output

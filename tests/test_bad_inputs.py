@@ -3,18 +3,19 @@ import math
 
 import pytest
 import torch
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from semkt_plugin import Adapter, HookPoint
 from semkt_plugin.domain import domain_transfer
-from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
+from semkt_plugin.strategies.losses import histogram_loss
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
-CHEAP = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, **FROM_STEP_0)  # no SKB: safe to move to other devices/dtypes
+# no SKB: safe to move to other devices/dtypes
+CHEAP = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, **FROM_STEP_0)
 SOME = settings(max_examples=12, deadline=None)
 
 

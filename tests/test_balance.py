@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from semkt_plugin.cli import main
@@ -94,7 +93,9 @@ def test_run_balance_measures_before_each_step_and_steps_on_task_plus_terms():
     assert report.records[0]["balance"] == gradient_balance(*toy_losses(fresh), fresh, groups=True)
     assert report.records[0]["task_norm"] == pytest.approx(13) and report.records[0]["task"] == pytest.approx(84.5)
     # one SGD step of lr 1 on task + spg + content + feat
-    assert torch.equal(model.a.weight, torch.tensor([[-2.0, 0]])) and torch.equal(model.b.weight, torch.tensor([[12.0, 0]]))
+    assert torch.equal(model.a.weight, torch.tensor([[-2.0, 0]])) and torch.equal(
+        model.b.weight, torch.tensor([[12.0, 0]])
+    )
     assert torch.equal(skt.teacher, -torch.ones(2))
 
     report = run_balance(model, skt, batches, lambda out, gt: half_norm(model), optimizer, steps=5, every=2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from semkt_plugin.data import brackets, kalantari
+from semkt_plugin.data import brackets, kalantari, layout
 from semkt_plugin.data.brackets import PANORAMAS, generate_real_dataset, make_bracket, real_view_paths
 from semkt_plugin.data.rgbe import read_rgbe
 from semkt_plugin.data.synth import GAMMA, READ, SHOT
@@ -129,7 +129,7 @@ def test_splits_never_mix(dataset):
     for view, donors in calls:  # objects are textured from the same split only, never from the view itself
         split = next(s for s, names in PANORAMAS.items() if _panorama(view) in names)
         assert view not in donors and {_panorama(d) for d in donors} <= set(PANORAMAS[split])
-    folders = {folder: [d.name for d in kalantari.scene_dirs(root, folder)] for folder in kalantari.SPLITS}
+    folders = {folder: [d.name for d in layout.scene_dirs(root, folder)] for folder in layout.SPLITS}
     assert {_panorama(_panorama(n)) for n in folders["Training"]} == set(PANORAMAS["train"])
     assert {_panorama(_panorama(n)) for n in folders["Test"]} == set(PANORAMAS["test"])
     assert json.loads((root / "real.json").read_text())["eval_split"] == "test"
@@ -137,7 +137,7 @@ def test_splits_never_mix(dataset):
 
 def test_scenes_on_disk_keep_the_convention(dataset):
     root, _ = dataset
-    scene_dir = kalantari.scene_dirs(root, "Test")[0]
+    scene_dir = layout.scene_dirs(root, "Test")[0]
     scene = kalantari.read_scene(scene_dir)
     assert scene.hdr.shape == (32, 32, 3) and scene.instances.shape == (32, 32)
     np.testing.assert_array_equal(scene.stops, [0, 2, 4])
@@ -162,8 +162,10 @@ def test_manifest_reuse_and_mismatch(dataset, tmp_path):
 def test_training_scenes_do_not_depend_on_the_evaluation_split(dataset, tmp_path):
     root, _ = dataset
     other = generate_real_dataset(tmp_path / "validation", "validation", size=32, seed=3)
-    assert {d.name for d in kalantari.scene_dirs(other, "Test")} == {f"{p.stem}_0" for p in real_view_paths("validation")}
-    for a, b in zip(kalantari.scene_dirs(root, "Training"), kalantari.scene_dirs(other, "Training")):
+    assert {d.name for d in layout.scene_dirs(other, "Test")} == {
+        f"{p.stem}_0" for p in real_view_paths("validation")
+    }
+    for a, b in zip(layout.scene_dirs(root, "Training"), layout.scene_dirs(other, "Training")):
         assert a.name == b.name
         np.testing.assert_array_equal(kalantari.read_scene(a).ldrs[0], kalantari.read_scene(b).ldrs[0])
 
@@ -181,5 +183,5 @@ def test_a_dataset_another_process_publishes_first_is_the_one_used(tmp_path, mon
     monkeypatch.setattr(brackets, "make_bracket", other_process_finishes_first)
     assert generate_real_dataset(root, "test", size=32, seed=3) == root
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # the losing copy is removed
-    assert len(kalantari.scene_dirs(root, "Training")) + len(kalantari.scene_dirs(root, "Test")) == 40
+    assert len(layout.scene_dirs(root, "Training")) + len(layout.scene_dirs(root, "Test")) == 40
     assert json.loads((root / "real.json").read_text())["seed"] == 3

@@ -41,13 +41,16 @@ def test_ddp_keeps_ranks_in_sync(ranks, order):
     assert any(not torch.equal(a["init"][k], b["init"][k]) for k in a["init"]), "ranks should start apart"
     for part in ("plugin", "orm"):
         assert a[part].keys() == b[part].keys()
-        unequal = [k for k in a[part] if isinstance(a[part][k], torch.Tensor) and not torch.equal(a[part][k], b[part][k])]
+        unequal = [
+            k for k in a[part] if isinstance(a[part][k], torch.Tensor) and not torch.equal(a[part][k], b[part][k])
+        ]
         assert not unequal, f"{part} differs across ranks after training: {unequal[:5]}"
     moved = [k for k in a["init"] if not torch.equal(a["init"][k], a["plugin"][k])]
     assert len(moved) > len(a["init"]) // 2, "the plugin did not train"
     for r in (a, b):
         assert r["keys_kept"] and r["hooked_inner"] and r["wrapper_hooks"] == 0
-        assert set(r["losses"][0]) == {"spg", "feat", "orm", "total"} and r["losses"][0]["feat"] == 0  # before the start
+        # before the start
+        assert set(r["losses"][0]) == {"spg", "feat", "orm", "total"} and r["losses"][0]["feat"] == 0
         assert all(set(step) == {"spg", "content", "color", "feat", "orm", "total"} for step in r["losses"][1:])
         assert all(math.isfinite(v) for step in r["losses"] for v in step.values())
     assert a["losses"] != b["losses"], "each rank should see its own data"

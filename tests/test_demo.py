@@ -8,8 +8,8 @@ from semkt_plugin import cli
 
 TINY = ["--steps", "2", "--crop", "32", "--batchsize", "1", "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2",
         "--seeds", "1"]
-TOY = ["--scenes", "synthetic", "--steps", "2", "--n_train", "1", "--n_test", "1", "--size", "32", "32", "--crop", "32", "--batchsize", "1",
-       "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2", "--seeds", "1"]
+TOY = ["--scenes", "synthetic", "--steps", "2", "--n_train", "1", "--n_test", "1", "--size", "32", "32", "--crop", "32",
+       "--batchsize", "1", "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2", "--seeds", "1"]
 
 
 @pytest.mark.slow  # two training runs, one with the stand-in SKB: a few seconds to ~20 s on 2 busy cores

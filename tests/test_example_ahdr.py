@@ -31,7 +31,7 @@ def test_baseline_trains_and_evaluates(example, tmp_path):
     ckpt = tmp_path / "ckpt"
     summary = train.main(["--data_dir", str(data), "--trained_model_dir", str(ckpt), "--steps", "2",
                           "--batchsize", "2", "--crop", "24", *TINY])
-    assert len(summary["losses"]) == 2 and all(math.isfinite(l) for l in summary["losses"])
+    assert len(summary["losses"]) == 2 and all(math.isfinite(loss) for loss in summary["losses"])
     state = torch.load(summary["checkpoint"])
     assert "RDB3.dense_layers.1.conv.weight" in state and state["conv1.weight"].shape == (8, 6, 3, 3)
 
@@ -70,7 +70,7 @@ def test_smhdr_strategy_caches_region_maps_and_masks_in_training(example, tmp_pa
     run = train.main([*common, "--trained_model_dir", str(tmp_path / "smhdr"), "--semkt", "--strategy", "smhdr",
                       "--skb", "standin", "--semkt_config", str(config)])
     assert all((d / "masks.npy").exists() for d in (data / "Training").iterdir())
-    assert [r["ratio"] for r in run["semkt_losses"]][1] > 0 and all(math.isfinite(l) for l in run["losses"])
+    assert [r["ratio"] for r in run["semkt_losses"]][1] > 0 and all(math.isfinite(loss) for loss in run["losses"])
     assert run["losses"][0] == base["losses"][0]  # ratio 0 at step 0: the same forward as the baseline
     assert list(torch.load(run["checkpoint"])) == list(torch.load(base["checkpoint"]))
 

@@ -5,10 +5,10 @@ import weakref
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from conftest import NO_SKB as CHEAP
 from conftest import TINY_ADAPTER, Boom, FlakyHDR, TinyHDR
+from torch import nn
+
 from semkt_plugin.plugin import wrap
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from semkt_plugin.data import kalantari
+from semkt_plugin.data import kalantari, layout
 
 H, W = 12, 20
 
@@ -49,7 +49,7 @@ def test_reader_names_bad_layout(tmp_path):
     with pytest.raises(ValueError, match="expected 3"):
         kalantari.read_scene(tmp_path / "empty")
     with pytest.raises(ValueError, match="split"):
-        kalantari.scene_dirs(tmp_path, "Train")
+        layout.scene_dirs(tmp_path, "Train")
 
 
 def test_dataset_returns_ahdr_inputs(tmp_path):

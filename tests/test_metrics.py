@@ -28,20 +28,28 @@ def test_constant_offset_gives_known_psnr():
 def test_constant_images_psnr_mu_and_ssim_by_hand():
     a, b = 0.02, 0.05
     pred, target = torch.full((1, 3, 12, 12), b), torch.full((1, 3, 12, 12), a)
-    mu = lambda v: math.log1p(5000 * v) / math.log1p(5000)
+
+    def mu(v):
+        return math.log1p(5000 * v) / math.log1p(5000)
+
     want_psnr_mu = -20 * math.log10(abs(mu(b) - mu(a)))
     torch.testing.assert_close(metrics.psnr_mu(pred, target), torch.tensor([want_psnr_mu]))
     # constant images: variances and covariance vanish, SSIM = (2ab + C1) / (a² + b² + C1)
     torch.testing.assert_close(metrics.ssim_l(pred, target), torch.tensor([(2 * a * b + C1) / (a * a + b * b + C1)]))
     ma, mb = mu(a), mu(b)
-    torch.testing.assert_close(metrics.ssim_mu(pred, target), torch.tensor([(2 * ma * mb + C1) / (ma * ma + mb * mb + C1)]))
+    torch.testing.assert_close(
+        metrics.ssim_mu(pred, target), torch.tensor([(2 * ma * mb + C1) / (ma * ma + mb * mb + C1)])
+    )
 
 
 def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
     """The usual SSIM: cv2 Gaussian filtering (11, 1.5), valid region, mean over pixels and channels."""
     k = cv2.getGaussianKernel(11, 1.5)
     window = k @ k.T
-    f = lambda img: cv2.filter2D(img, -1, window, borderType=cv2.BORDER_REFLECT)[5:-5, 5:-5]
+
+    def f(img):
+        return cv2.filter2D(img, -1, window, borderType=cv2.BORDER_REFLECT)[5:-5, 5:-5]
+
     mx, my = f(x), f(y)
     vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
     return float((((2 * mx * my + C1) * (2 * cxy + C2)) / ((mx**2 + my**2 + C1) * (vx + vy + C2))).mean())

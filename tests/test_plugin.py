@@ -3,10 +3,9 @@ import math
 
 import pytest
 import torch
-
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
-from semkt_plugin import Adapter, HookPoint
-from semkt_plugin import Config
+
+from semkt_plugin import Adapter, Config, HookPoint
 from semkt_plugin.plugin import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
@@ -199,7 +198,8 @@ def test_distillation_warmup_ramps_the_weights_and_counts_training_steps(skb, ba
     assert int(skt.steps) == 2
     cfg = skt.config
     for i, (total, parts) in enumerate(totals):
-        full = cfg.lambda_content * parts["content"] + cfg.lambda_color * parts["color"] + cfg.lambda_feat * parts["feat"]
+        full = (cfg.lambda_content * parts["content"] + cfg.lambda_color * parts["color"]
+                + cfg.lambda_feat * parts["feat"])
         assert total == pytest.approx((i + 1) / 4 * full, rel=1e-5)
     skt.unwrap()
 

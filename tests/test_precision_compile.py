@@ -5,14 +5,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
+
 from semkt_plugin.domain import domain_transfer
-from semkt_plugin.strategies.losses import histogram_loss
 from semkt_plugin.plugin import wrap
+from semkt_plugin.strategies.losses import histogram_loss
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
-CHEAP = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, **FROM_STEP_0)  # compile concerns the ORM; skip the SKB
+# compile concerns the ORM; skip the SKB
+CHEAP = dict(lambda_color=0.0, use_priors=False, lambda_content=0.0, **FROM_STEP_0)
 
 
 def _fp16_on_cpu() -> bool:

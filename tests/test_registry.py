@@ -4,8 +4,7 @@ import sys
 
 import pytest
 
-from semkt_plugin import Adapter, HookPoint, hookimpl
-from semkt_plugin import registry
+from semkt_plugin import Adapter, HookPoint, hookimpl, registry
 from semkt_plugin.registry import get_adapter
 
 EXTERNAL_SETUP = """

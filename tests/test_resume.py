@@ -1,8 +1,8 @@
 """Resume and checkpoint hygiene: plugin state saves and restores; the ORM's checkpoints stay the ORM's own."""
 import pytest
 import torch
-
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
+
 from semkt_plugin.plugin import wrap
 from semkt_plugin.skb import load_skb
 

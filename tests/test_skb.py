@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from semkt_plugin.domain import mu_law
-from semkt_plugin.skb import STANDIN, SemanticKnowledgeBank, load_skb, ultralytics_sandbox
 from semkt_plugin.data.brackets import real_view_paths
 from semkt_plugin.data.rgbe import read_rgbe
 from semkt_plugin.data.synth import make_scene
+from semkt_plugin.domain import mu_law
+from semkt_plugin.skb import STANDIN, SemanticKnowledgeBank, load_skb, ultralytics_sandbox
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_skb_standin.py"
 
@@ -63,7 +63,8 @@ def test_shapes_random_init(skb, size):
     check_output(skb, *size)
 
 
-@pytest.mark.parametrize("arch, channels", [("yolov8s-seg.yaml", (64, 128, 256, 512)), ("yolov8x-seg.yaml", (160, 320, 640, 640))])
+@pytest.mark.parametrize("arch, channels", [("yolov8s-seg.yaml", (64, 128, 256, 512)),
+                                            ("yolov8x-seg.yaml", (160, 320, 640, 640))])
 def test_other_scales(arch, channels):
     skb = load_skb(None, arch=arch, num_regions=4)
     assert skb.channels == channels
@@ -128,7 +129,8 @@ def test_local_files_never_touch_network(tmp_path, offline, skb):
 
     x = torch.rand(1, 3, 64, 64)
     ref = skb.features(x)
-    for path, arch in [(tmp_path / "a.pt", None), (tmp_path / "b.pt", "yolov8n-seg.yaml"), (tmp_path / "c.pt", "yolov8n-seg.yaml")]:
+    for path, arch in [(tmp_path / "a.pt", None), (tmp_path / "b.pt", "yolov8n-seg.yaml"),
+                       (tmp_path / "c.pt", "yolov8n-seg.yaml")]:
         got = load_skb(path, arch=arch, num_regions=8).features(x)
         for a, b in zip(ref, got):  # weights went through fp16
             torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
@@ -136,7 +138,8 @@ def test_local_files_never_touch_network(tmp_path, offline, skb):
 
 
 def test_wrong_inputs_name_the_fix(tmp_path, offline, skb):
-    with pytest.raises(FileNotFoundError, match=r"/no/such/dir/FastSAM-s\.pt.*download FastSAM-s\.pt from https://.*pass its path"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"/no/such/dir/FastSAM-s\.pt.*download FastSAM-s\.pt from https://.*pass its path"):
         load_skb("/no/such/dir/FastSAM-s.pt")
     torch.save({f"model.{k}": v for k, v in skb.layers.state_dict().items()}, tmp_path / "sd.pt")
     with pytest.raises(ValueError, match="arch="):
@@ -153,7 +156,8 @@ def test_wrong_inputs_name_the_fix(tmp_path, offline, skb):
 
 def test_bare_name_offline_names_the_fix(tmp_path, monkeypatch, offline):
     monkeypatch.chdir(tmp_path)  # ultralytics would save a download into the working directory
-    with pytest.raises(FileNotFoundError, match=r"'FastSAM-x\.pt'.*download FastSAM-x\.pt from https://.*pass its path"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"'FastSAM-x\.pt'.*download FastSAM-x\.pt from https://.*pass its path"):
         load_skb("FastSAM-x.pt")
 
 
@@ -180,7 +184,8 @@ def run_snapshot(body: str, setup: str = "") -> dict:
     """Run ``setup``, snapshot process state, run ``body``, snapshot again (in a fresh interpreter)."""
     code = setup + SNAPSHOT + body + "\nafter = snap()\nprint(json.dumps({'before': before, 'after': after, "
     code += "'ultralytics': 'ultralytics' in sys.modules}))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -3,8 +3,8 @@ computed for a term whose weight is 0, no feature captures while SKAM will not r
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
+
 from semkt_plugin import wrap
 from semkt_plugin.strategies.losses import content_loss
 

@@ -11,13 +11,20 @@ from argparse import Namespace
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from _replicas import replica_module
 from conftest import TINY_ADAPTER, TinyHDR
+from torch import nn
+
 from semkt_plugin import Adapter, HookPoint, wrap
-from semkt_plugin.strategies.smarthdr import (Augmentation, SmartHDRConfig, ema_update, patch_mask, pixel_mask,
-                                              shuffle_channels, uncertainty_loss)
+from semkt_plugin.strategies.smarthdr import (
+    Augmentation,
+    SmartHDRConfig,
+    ema_update,
+    patch_mask,
+    pixel_mask,
+    shuffle_channels,
+    uncertainty_loss,
+)
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -75,7 +82,8 @@ class Echo(nn.Module):
 
 def test_config_validation_names_the_field():
     for field, value in [("ema", 1.5), ("warmup", 2.0), ("warmup", -1), ("patch", 0), ("patch_threshold", 1.2),
-                         ("lambda_u", -1.0), ("sigma_min", 0.0), ("beta", 1.5), ("judge_point", -1), ("total_steps", 0)]:
+                         ("lambda_u", -1.0), ("sigma_min", 0.0), ("beta", 1.5), ("judge_point", -1),
+                         ("total_steps", 0)]:
         with pytest.raises(ValueError, match=field):
             SmartHDRConfig(**{field: value})
     assert SmartHDRConfig(warmup=0.15, total_steps=200).warmup_steps == 30

@@ -13,10 +13,10 @@ import pytest
 import tifffile
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from _replicas import replica_module
 from conftest import TINY_ADAPTER, TinyHDR
+from torch import nn
+
 from semkt_plugin import wrap
 from semkt_plugin.adapter import Adapter, HookPoint
 from semkt_plugin.data import kalantari

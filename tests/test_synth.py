@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from semkt_plugin.data import kalantari, synth
+from semkt_plugin.data import kalantari, layout, synth
 from semkt_plugin.data.synth import ADC_BITS, GAMMA, READ, SHOT, make_raw_scene, make_scene
 
 SIZE = (96, 128)
@@ -16,7 +16,7 @@ def _arrays(scene):
 def test_contract_fields():
     s = make_scene(0, SIZE)
     assert s.hdr.shape == (*SIZE, 3) and s.hdr.dtype == np.float32
-    assert len(s.ldrs) == 3 and all(l.shape == (*SIZE, 3) and 0 <= l.min() and l.max() <= 1 for l in s.ldrs)
+    assert len(s.ldrs) == 3 and all(ldr.shape == (*SIZE, 3) and 0 <= ldr.min() and ldr.max() <= 1 for ldr in s.ldrs)
     assert s.stops == (0.0, 2.0, 4.0)
     assert s.instances.shape == SIZE and s.instances.min() == 0 and s.instances.max() >= 1
     np.testing.assert_array_equal(s.frame_instances[1], s.instances)
@@ -111,8 +111,8 @@ def test_raw_scene_follows_bracketire_convention():
 
 def test_generate_dataset_writes_layout_and_skips_when_matching(tmp_path):
     root = synth.generate_dataset(tmp_path / "d", n_train=2, n_test=1, size=(32, 48), seed=5)
-    assert [d.name for d in kalantari.scene_dirs(root, "Training")] == ["000", "001"]
-    scene = kalantari.read_scene(kalantari.scene_dirs(root, "Test")[0])
+    assert [d.name for d in layout.scene_dirs(root, "Training")] == ["000", "001"]
+    scene = kalantari.read_scene(layout.scene_dirs(root, "Test")[0])
     assert scene.hdr.shape == (32, 48, 3) and scene.instances.shape == (32, 48)
     stamp = (root / "Training" / "000" / "HDRImg.hdr").stat().st_mtime_ns
     synth.generate_dataset(root, n_train=2, n_test=1, size=(32, 48), seed=5)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
+
 from semkt_plugin import cli, wrap
 from semkt_plugin.eval.margin import margin_window, run_margin, teacher_margin
 from semkt_plugin.eval.probe import ProbeReport, run_probe

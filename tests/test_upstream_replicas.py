@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from _replicas import AHDR_MODEL, NAMES, build, expected_listing
+from torch import nn
 
 REPLICAS = ("hdr_transformer", "sctnet", "safnet", "tmrnet")
 
@@ -151,9 +150,9 @@ def test_in_place_activations_kept(models):
 
 
 def test_tmrnet_needs_no_weight_file():
-    from _replicas import replica_module
-
     from argparse import Namespace
+
+    from _replicas import replica_module
 
     model = replica_module("tmrnet").TMRNet(Namespace(isTrain=True))  # upstream would read ./ckpt/spynet/...
     assert isinstance(model.spynet, nn.Module)

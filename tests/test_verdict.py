@@ -30,7 +30,9 @@ def test_variants_share_the_offline_settings_and_switch_one_component_off():
     rows = variants({"lambda_feat": 0.1}, ablations=True)
     assert [r.name for r in rows] == ["AHDR", "AHDR + semkt", "AHDR + semkt w/o L_content", "AHDR + semkt w/o L_color",
                                       "AHDR + semkt w/o SKAM", "AHDR + semkt w/o priors"]
-    assert rows[0].semkt is None and rows[1].semkt == {"skb_weights": "standin", "perceptual": "skb", "lambda_feat": 0.1}
+    assert rows[0].semkt is None and rows[1].semkt == {
+        "skb_weights": "standin", "perceptual": "skb", "lambda_feat": 0.1
+    }
     assert rows[4].semkt == {**rows[1].semkt, "use_skam": False}
     named = variants({}, ablations=False, named=['a={"lambda_content": 1}'])
     assert named[1].name == "AHDR + semkt a" and named[1].semkt["lambda_content"] == 1

@@ -8,10 +8,10 @@ import argparse
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
-
 from dataset import test_set
 from model import AHDR
+from tqdm import tqdm
+
 from semkt_plugin.data.kalantari import write_hdr
 from semkt_plugin.eval.metrics import hdr_metrics
 

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from dataset import training_set
+from model import AHDR
 from torch.nn import init
 from torch.optim import Adam
 from torch.utils.data import DataLoader, Subset, SubsetRandomSampler
 from tqdm import tqdm
-
-from dataset import training_set
-from model import AHDR
 
 MU = 5000.0
 
@@ -51,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="where to train (default: the GPU when there is one)")
     parser.add_argument("--semkt", action="store_true", help="add Semantic Knowledge Transfer (semkt_plugin)")
-    parser.add_argument("--semkt_config", default=None, help="JSON object of the strategy's settings to change (with --semkt)")
+    parser.add_argument("--semkt_config", default=None,
+                        help="JSON object of the strategy's settings to change (with --semkt)")
     parser.add_argument("--strategy", default="skt", choices=("skt", "smhdr", "smarthdr"),
                         help="with --semkt: skt (Semantic Knowledge Transfer), smhdr (curriculum semantic masking) "
                              "or smarthdr (semi-supervised; the scenes left out by --labelled_fraction are unlabelled)")
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
         if not unlabelled:
             raise SystemExit("--strategy smarthdr needs unlabelled scenes: set --labelled_fraction below 1")
         unlabelled_loader = DataLoader(training_set(args.data_dir, args.crop, args.seed + 1), batch_size=args.batchsize,
-                                       sampler=SubsetRandomSampler(unlabelled, torch.Generator().manual_seed(args.seed + 1)),
+                                       sampler=SubsetRandomSampler(unlabelled,
+                                                                   torch.Generator().manual_seed(args.seed + 1)),
                                        num_workers=args.num_workers)
         unlabelled_batches = itertools.chain.from_iterable(itertools.repeat(unlabelled_loader))
     model = AHDR(args)

@@ -23,7 +23,7 @@ import tifffile
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .layout import REGION_MAP, SPLITS, global_region_ids, scene_dirs
+from .layout import REGION_MAP, global_region_ids, scene_dirs
 from .regions import RegionCacheError, load_region_map
 
 GAMMA = 2.2

@@ -121,8 +121,8 @@ def build_region_maps(root: str | Path, split: str = "Training", skb: nn.Module 
         x = torch.from_numpy(ldr.astype(np.float32) / 65535).permute(2, 0, 1)[None].to(device)
         with torch.no_grad():
             ids = region_ids(skb(x).regions[0])
-        _save_atomically(path, lambda f: np.save(f, ids))
-        _save_atomically(meta, lambda f: f.write(json.dumps(fingerprint, indent=1).encode()))
+        _save_atomically(path, lambda f, ids=ids: np.save(f, ids))
+        _save_atomically(meta, lambda f, fingerprint=fingerprint: f.write(json.dumps(fingerprint, indent=1).encode()))
         paths.append(path)
     return paths
 

@@ -170,7 +170,8 @@ def _sprite(rng: np.random.Generator, size: float) -> tuple[np.ndarray, np.ndarr
     return radiance, mask
 
 
-def _paste(img: np.ndarray, ids: np.ndarray, sprite: np.ndarray, mask: np.ndarray, top: int, left: int, oid: int) -> None:
+def _paste(img: np.ndarray, ids: np.ndarray, sprite: np.ndarray, mask: np.ndarray, top: int, left: int,
+           oid: int) -> None:
     """Draw a sprite in place at (top, left), cropping at the image border."""
     h, w = ids.shape
     s = mask.shape[0]

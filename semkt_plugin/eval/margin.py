@@ -8,7 +8,8 @@ teachers. A margin of 0.1 means the teacher's error is 10 % below the model's.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..strategies.skt import SKTConfig
 

@@ -21,7 +21,9 @@ SSIM_WINDOW = 11
 
 def _check(pred: Tensor, target: Tensor) -> None:
     if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"metrics need two (B, C, H, W) tensors of the same shape, got {pred.shape} and {target.shape}")
+        raise ValueError(
+            f"metrics need two (B, C, H, W) tensors of the same shape, got {pred.shape} and {target.shape}"
+        )
 
 
 def psnr(pred: Tensor, target: Tensor, peak: float = 1.0) -> Tensor:

@@ -18,17 +18,18 @@ run's steadiness rather than a spread over seeds: repeat with other seeds for th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..adapter import Adapter
-from ..settings import merge
 from ..registry import get_adapter
+from ..settings import merge
 from ..strategies.skt import SemanticTransfer, SKTConfig, load_configured_skb
 from .batches import forever
 from .margin import teacher_margin

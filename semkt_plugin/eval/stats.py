@@ -7,8 +7,8 @@ interval (``None``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 
 def t_quantile(p: float, dof: int) -> float:

@@ -8,7 +8,8 @@ states what the training loop must call around the forward (:meth:`Strategy.befo
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, ClassVar, NamedTuple
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -19,10 +20,10 @@ from ..hooks import unwrap_container
 from ..settings import Settings, merge
 
 # the plugin each wrapped model is wrapped by (the model as passed, and the model behind its containers)
-_wrapped: "weakref.WeakKeyDictionary[nn.Module, Strategy]" = weakref.WeakKeyDictionary()
+_wrapped: weakref.WeakKeyDictionary[nn.Module, Strategy] = weakref.WeakKeyDictionary()
 
 
-def wrapped_by(model: nn.Module) -> "Strategy | None":
+def wrapped_by(model: nn.Module) -> Strategy | None:
     """The plugin that wraps ``model`` (directly or behind DDP/DataParallel/compile), or ``None``."""
     return _wrapped.get(model) or _wrapped.get(unwrap_container(model))
 
@@ -119,7 +120,7 @@ class Strategy(nn.Module):
     @classmethod
     def settings_for(cls, adapter: Adapter) -> Settings:
         """The strategy's defaults with the adapter's overrides of the fields this strategy has."""
-        known = {f for f in cls.config_class.__dataclass_fields__}
+        known = set(cls.config_class.__dataclass_fields__)
         return merge(cls.config_class(), {k: v for k, v in adapter.config.items() if k in known})
 
     def _follow_model(self) -> None:
@@ -131,7 +132,7 @@ class Strategy(nn.Module):
         """The wrapped model (the same object the user passed)."""
         return self._model[0]
 
-    def _apply(self, fn: Callable, recurse: bool = True) -> "Strategy":
+    def _apply(self, fn: Callable, recurse: bool = True) -> Strategy:
         # .to()/.cuda()/.half() reach the frozen networks too, which are kept out of parameters() and state_dict()
         super()._apply(fn, recurse)
         for module in self._aux.values():

@@ -12,8 +12,8 @@ reads literally, would pile every outside pixel into bin 0 and make the loss mos
 
 Scale. Each histogram is normalised to sum 1, so regions of any size weigh alike. Eq. 9's squared bin differences
 are averaged over the bins (as SKF's L1 is) rather than summed: summed, λ2 = 100 gives L_color a gradient on the
-ORM output about ten times that of the ORM's own μ-law L1 (measured on the example AHDR), and it drowns the task;
-averaged, it is a few per cent of it. Then channels are averaged, eq. 10 averages the regions that are not empty
+ORM output that drowns the ORM's own μ-law L1 (``docs/method.md``, "The histogram loss"). Then channels are
+averaged, eq. 10 averages the regions that are not empty
 (mask mass below ``min_mass`` pixels is empty), and the batch is averaged.
 
 Cost. The dense kernel is ``bins`` numbers per pixel, channel and region (16 × 3 × 256² × 256 × 32 of them for
@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Iterator, Literal, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -16,13 +16,14 @@ Two choices decide whether the student has to supply anything (docs/method.md ha
 - The target's scale. ``norm="image"`` divides F_T by its root mean square over channels and pixels, per image:
   λ_feat then means the same whatever the teacher's feature scale, and weak channels stay weak.
   ``norm="channel"`` standardises each channel, which multiplies the error of near-constant teacher channels
-  by their inverse standard deviation (20–300× measured).
+  by their inverse standard deviation (``docs/method.md``, "Calibration").
 
 Masks come from a generator owned by the module and saved in its state, so a resumed run draws the same masks.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F

@@ -9,10 +9,11 @@ perceptual network stay out of ``state_dict()``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -212,7 +213,7 @@ class Step:
     ``perceptual="skb"``, the model's side of the perceptual term (with a graph only when L_content runs).
     """
 
-    def __init__(self, skt: "SemanticTransfer", opened: Opened, active: set[str]) -> None:
+    def __init__(self, skt: SemanticTransfer, opened: Opened, active: set[str]) -> None:
         cfg = skt.config
         self.skt, self.h_in, self.hs, self.ts = skt, opened.h_in, opened.hs, opened.ts
         student_grad = "content" in active and skt.perceptual_is_skb
@@ -282,8 +283,8 @@ class Term:
     weight: str | float
     compute: Callable[[Step], Tensor]
     distil: bool = True
-    built: Callable[["SemanticTransfer"], bool] = lambda skt: True
-    idle: Callable[["SemanticTransfer"], Tensor] | None = None
+    built: Callable[[SemanticTransfer], bool] = lambda skt: True
+    idle: Callable[[SemanticTransfer], Tensor] | None = None
 
 
 #: skt's loss, in the order its terms are summed

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -223,7 +224,7 @@ class Augmentation:
     rot: int = 0
 
     @classmethod
-    def draw(cls, generator: torch.Generator, channel_shuffle: bool = True) -> "Augmentation":
+    def draw(cls, generator: torch.Generator, channel_shuffle: bool = True) -> Augmentation:
         """A uniform draw: any of the 6 permutations (the identity if not ``channel_shuffle``), a flip with
         probability ½, 0–3 quarter turns. The generator advances the same way either way."""
         perm = tuple(int(i) for i in torch.randperm(3, generator=generator))
@@ -269,9 +270,8 @@ def ema_update(mean: nn.Module, live: nn.Module, alpha: float) -> None:
 def _check_ema_horizon(config: SmartHDRConfig, warmup_steps: int) -> None:
     """Warn when the teacher's averaging horizon ``1/(1 − α)`` is over a twentieth of the semi-supervised phase.
 
-    The teacher is then mostly the student of many steps ago, and the student is pulled back towards it: on the
-    demo's validation split (600 steps, 510 semi-supervised) α = 0.999 and 0.99 cost 1–2.5 dB PSNR-μ, α = 0.9 cost
-    nothing (``docs/results.md``). The paper's α = 0.999 assumes a run of 200 epochs.
+    The teacher is then mostly the student of many steps ago, and the student is pulled back towards it
+    (``docs/strategies.md`` has the runs that showed it). The paper's α = 0.999 assumes a run of 200 epochs.
     """
     if config.total_steps is None or config.ema == 0:
         return
@@ -286,8 +286,7 @@ def _check_ema_horizon(config: SmartHDRConfig, warmup_steps: int) -> None:
         hint = f"; ema <= {1 - 20 / semi:.3g} keeps it within a twentieth" if semi > 20 else ""
         warnings.warn(f"SmartHDR's EMA teacher averages over about 1/(1 - ema) = {horizon:.0f} steps, but the "
                       f"semi-supervised phase has {semi}: the teacher's pseudo-labels will lag the student they "
-                      f"train and pull it back (on the demo's validation split, 600 steps: ema 0.999 and 0.99 cost "
-                      f"1-2.5 dB PSNR-mu, ema 0.9 nothing){hint}", UserWarning, stacklevel=4)
+                      f"train and pull it back; lower ema{hint}, or train longer", UserWarning, stacklevel=4)
 
 
 class SmartHDR(Strategy):
@@ -337,7 +336,7 @@ class SmartHDR(Strategy):
         """Whether the warm-up is over: the ``loss()`` call that copies the student into the teacher has run."""
         return int(self.steps) > self.warmup_steps
 
-    def train(self, mode: bool = True) -> "SmartHDR":
+    def train(self, mode: bool = True) -> SmartHDR:
         super().train(mode)
         self.teacher.eval()  # pseudo-labels come from the model as it infers: no dropout, running statistics
         return self

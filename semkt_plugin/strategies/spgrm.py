@@ -18,7 +18,7 @@ small, so its upsampled map needs no copy for its LayerNorm; the attention reads
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -172,7 +172,8 @@ class FusionModule(nn.Module):
     def __init__(self, dim: int, prior_dim: int, heads: int, use_priors: bool, fusion: str = "attention") -> None:
         super().__init__()
         self.body = nn.Sequential(ResBlock(dim), ResBlock(dim))
-        spatial, attention = use_priors and fusion in ("spatial", "both"), use_priors and fusion in ("attention", "both")
+        spatial, attention = (use_priors and fusion in ("spatial", "both"),
+                              use_priors and fusion in ("attention", "both"))
         self.spatial = SpatialPriorFusion(dim, prior_dim) if spatial else None
         self.fuse = PriorFusionBlock(dim, prior_dim, heads) if attention else None
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import PatchEmbed, PatchUnEmbed, trunc_normal_
-from ._common import BasicLayer, SwinTransformerBlock
+from ._common import BasicLayer, PatchEmbed, PatchUnEmbed, SwinTransformerBlock, trunc_normal_
 
 
 class LocalContextExtractor(nn.Module):
@@ -69,7 +68,8 @@ class ContextAwareTransformerBlock(nn.Module):
         self.dim = dim
         self.input_resolution = input_resolution
         self.residual_group = BasicLayer(ContextAwareTransformer, dim, input_resolution, depth, num_heads, window_size,
-                                         mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path, norm_layer, downsample, use_checkpoint)
+                                         mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path, norm_layer,
+                                         downsample, use_checkpoint)
         if resi_connection != "1conv":
             raise NotImplementedError("the replica covers the default resi_connection='1conv'")
         self.dilated_conv = nn.Conv2d(dim, dim, 3, padding=2, bias=True, dilation=2)

@@ -15,13 +15,11 @@ img_range=1., depths=[6, 6, 6, 6], embed_dim=60, num_heads=[6, 6, 6, 6], mlp_rat
 """
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import Mlp, PatchEmbed, PatchUnEmbed, trunc_normal_
-from ._common import BasicLayer, SwinTransformerBlock
+from ._common import BasicLayer, Mlp, PatchEmbed, PatchUnEmbed, SwinTransformerBlock, trunc_normal_
 
 
 class GSAB(nn.Module):
@@ -34,7 +32,8 @@ class GSAB(nn.Module):
         self.dim = dim
         self.input_resolution = input_resolution
         self.residual_group = BasicLayer(SwinTransformerBlock, dim, input_resolution, depth, num_heads, window_size,
-                                         mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path, norm_layer, downsample, use_checkpoint)
+                                         mlp_ratio, qkv_bias, qk_scale, drop, attn_drop, drop_path, norm_layer,
+                                         downsample, use_checkpoint)
         if resi_connection != "1conv":
             raise NotImplementedError("the replica covers the default resi_connection='1conv'")
         self.conv = nn.Conv2d(dim, dim, 3, 1, 1)
@@ -150,7 +149,8 @@ class SCTNet(nn.Module):
         super().__init__()
         depths, num_heads = list(depths), list(num_heads)
         self.img_range = img_range
-        self.mean = torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3 else torch.zeros(1, 1, 1, 1)
+        self.mean = (torch.Tensor((0.4488, 0.4371, 0.4040)).view(1, 3, 1, 1) if in_chans == 3
+                     else torch.zeros(1, 1, 1, 1))
         self.upscale = upscale
         self.upsampler = upsampler
         self.window_size = window_size
@@ -180,9 +180,12 @@ class SCTNet(nn.Module):
                  use_checkpoint, img_size, patch_size, resi_connection)
             for i in range(self.num_layers))
         c_heads = [4, 4, 4, 4]
-        self.channel_layers_lm = nn.ModuleList(SCAB(third, c_heads[i], 4, False, "WithBias") for i in range(self.num_layers))
-        self.channel_layers_rm = nn.ModuleList(SCAB(third, c_heads[i], 4, False, "WithBias") for i in range(self.num_layers))
-        self.mlps = nn.ModuleList(Mlp(embed_dim, embed_dim, embed_dim, nn.GELU, drop_rate) for _ in range(self.num_layers))
+        self.channel_layers_lm = nn.ModuleList(SCAB(third, c_heads[i], 4, False, "WithBias")
+                                               for i in range(self.num_layers))
+        self.channel_layers_rm = nn.ModuleList(SCAB(third, c_heads[i], 4, False, "WithBias")
+                                               for i in range(self.num_layers))
+        self.mlps = nn.ModuleList(Mlp(embed_dim, embed_dim, embed_dim, nn.GELU, drop_rate)
+                                  for _ in range(self.num_layers))
         self.norm = norm_layer(self.num_features)
         if resi_connection != "1conv":
             raise NotImplementedError("the replica covers the default resi_connection='1conv'")
@@ -215,7 +218,8 @@ class SCTNet(nn.Module):
         x = self.pos_drop(x)
         t1, t2, t3 = x.chunk(3, dim=2)
         x = self.conv_first(x)
-        for layer, layer_lm, layer_rm, mlp in zip(self.layers, self.channel_layers_lm, self.channel_layers_rm, self.mlps):
+        for layer, layer_lm, layer_rm, mlp in zip(self.layers, self.channel_layers_lm, self.channel_layers_rm,
+                                                  self.mlps):
             x = layer(x, x_size)
             u1, u2, u3 = x.chunk(3, dim=2)
             ref = t2 + u2
