@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .checks import check
+
 Domain = Literal["srgb", "raw"]
 
 
@@ -46,10 +48,8 @@ class HookPoint:
     def __post_init__(self) -> None:
         if self.call < -1:
             raise ValueError(f"HookPoint {self.path!r}: call must be a 0-based index or -1 (the last), got {self.call}")
-        if self.kind not in ("forward", "pre"):
-            raise ValueError(f"HookPoint {self.path!r}: kind must be 'forward' or 'pre', got {self.kind!r}")
-        if self.layout not in ("map", "tokens"):
-            raise ValueError(f"HookPoint {self.path!r}: layout must be 'map' or 'tokens', got {self.layout!r}")
+        check(f"HookPoint {self.path!r}: kind", self.kind, one_of=("forward", "pre"))
+        check(f"HookPoint {self.path!r}: layout", self.layout, one_of=("map", "tokens"))
         if self.frames < 1 or not -self.frames <= self.frame < self.frames:
             raise ValueError(f"HookPoint {self.path!r}: frame {self.frame} is not one of {self.frames} frames")
 
@@ -88,12 +88,9 @@ class Adapter:
         object.__setattr__(self, "hooks", tuple(self.hooks))
         if not self.name:
             raise ValueError("Adapter needs a non-empty name")
-        if self.domain not in ("srgb", "raw"):
-            raise ValueError(f"Adapter {self.name!r}: domain must be 'srgb' or 'raw', got {self.domain!r}")
-        if self.negative not in ("error", "clamp"):
-            raise ValueError(f"Adapter {self.name!r}: negative must be 'error' or 'clamp', got {self.negative!r}")
-        if not self.scale > 0:
-            raise ValueError(f"Adapter {self.name!r}: scale must be positive, got {self.scale}")
+        check(f"Adapter {self.name!r}: domain", self.domain, one_of=("srgb", "raw"))
+        check(f"Adapter {self.name!r}: negative", self.negative, one_of=("error", "clamp"))
+        check(f"Adapter {self.name!r}: scale", self.scale, above=0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Adapter:

@@ -15,6 +15,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from .checks import check
+
 MU = 5000.0
 
 _CFA = {  # kornia names a pattern by pixel (1,1) and its right neighbour (OpenCV's convention)
@@ -134,8 +136,7 @@ def domain_transfer(
             f"{what} must be (B, 3, H, W) linear RGB for domain='srgb', got {tuple(h.shape)}; "
             "check the adapter's output index, or use domain='raw' for packed Bayer output"
         )
-    if domain not in ("srgb", "raw"):
-        raise ValueError(f"domain must be 'srgb' or 'raw', got {domain!r}")
+    check("domain", domain, one_of=("srgb", "raw"))
     with torch.autocast(h.device.type, enabled=False):
         h = check_hdr(h.float(), what, negative) / scale
         if domain == "raw":

@@ -69,3 +69,16 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
         skt = cls(model, adapter, config, skb)
     skt._claim()
     return skt
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """Take semkt off ``model`` (or off the model behind a container): the same as ``skt.unwrap()`` on the plugin
+    that wraps it, for code that kept the model but not the plugin.
+
+    Raises:
+        ValueError: ``model`` is not wrapped by semkt.
+    """
+    skt = wrapped_by(model)
+    if skt is None:
+        raise ValueError("this model is not wrapped by semkt (or was unwrapped already)")
+    return skt.unwrap()

@@ -67,6 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check
+
 FEATURE_LAYERS = (2, 15, 18, 21)
 STRIDES = (4, 8, 16, 32)
 PAD_VALUE = 114 / 255  # ultralytics' letterbox grey: what the network saw at the borders in training
@@ -256,8 +258,7 @@ class SemanticKnowledgeBank(nn.Module):
                 f"SKB needs a YOLOv8-seg / FastSAM layout (Segment head reading layers {FEATURE_LAYERS[1:]}); "
                 f"got {type(head).__name__} reading {getattr(head, 'f', '?')}"
             )
-        if num_regions < 1:
-            raise ValueError(f"num_regions must be >= 1, got {num_regions}")
+        check("num_regions", num_regions, kind=int, at_least=1)
         self.layers = layers
         self.num_regions, self.score_threshold, self.iou_threshold = num_regions, score_threshold, iou_threshold
         self.strides = STRIDES

@@ -111,6 +111,19 @@ def test_ablation_switches_drop_terms(skb, batch):
     skt.unwrap()
 
 
+def test_unwrap_by_the_model(skb):
+    from semkt_plugin import unwrap
+
+    model = TinyHDR()
+    hooks = _hook_count(model)
+    wrap(model, TINY_ADAPTER, skb=skb, **FAST)
+    assert _hook_count(model) > hooks
+    assert unwrap(model) is model and _hook_count(model) == hooks
+    with pytest.raises(ValueError, match="not wrapped by semkt"):
+        unwrap(model)
+    wrap(model, TINY_ADAPTER, skb=skb, **FAST).unwrap()  # and it can be wrapped again
+
+
 def test_wrapping_twice_is_refused(skb):
     model = TinyHDR()
     skt = wrap(model, TINY_ADAPTER, skb=skb, **FAST)

@@ -48,6 +48,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..checks import check
 from .kalantari import write_scene
 from .rgbe import read_rgbe
 from .synth import GAMMA, READ, SHOT, STOPS, Scene
@@ -85,8 +86,7 @@ VERSION = 1  # bump when the generator's output changes, so stale datasets are n
 
 def real_view_paths(split: str) -> list[Path]:
     """The shipped views of a split's panoramas ("train", "validation" or "test"), sorted by file name."""
-    if split not in PANORAMAS:
-        raise ValueError(f"split must be one of {tuple(PANORAMAS)}, got {split!r}")
+    check("split", split, one_of=tuple(PANORAMAS))
     paths = sorted(p for name in PANORAMAS[split] for p in ASSETS.glob(f"{name}_*.hdr"))
     missing = [name for name in PANORAMAS[split] if not any(p.stem.rsplit("_", 1)[0] == name for p in paths)]
     if missing:
@@ -231,10 +231,8 @@ def generate_real_dataset(
         seed: dataset seed; each scene's seed derives from it, the split, the view and the bracket index.
         brackets_per_view: scenes per view, each with its own exposure, objects, shake and noise.
     """
-    if eval_split not in ("validation", "test"):
-        raise ValueError(f"eval_split must be 'validation' or 'test', got {eval_split!r}")
-    if brackets_per_view < 1:
-        raise ValueError(f"brackets_per_view must be at least 1, got {brackets_per_view}")
+    check("eval_split", eval_split, one_of=("validation", "test"))
+    check("brackets_per_view", brackets_per_view, kind=int, at_least=1)
     root = Path(root)
     splits = {"Training": "train", "Test": eval_split}
     paths = {folder: real_view_paths(split) for folder, split in splits.items()}

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check
+
 SPLITS = ("Training", "Test")
 SCENE_STRIDE = 65536  # one more than the largest uint16 local ID
 REGION_MAP, REGION_FINGERPRINT = "masks.npy", "masks.json"
@@ -22,8 +24,7 @@ REGION_MAP, REGION_FINGERPRINT = "masks.npy", "masks.json"
 
 def scene_dirs(root: str | Path, split: str) -> list[Path]:
     """Sorted scene folders of ``<root>/<split>``, split being "Training" or "Test"."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check("split", split, one_of=SPLITS)
     folder = Path(root) / split
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: expected Kalantari layout <root>/{split}/<scene>/")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checks import check
 from ..hooks import unwrap_container
 from ..strategies.skt import SemanticTransfer
 from .batches import forever
@@ -247,8 +248,8 @@ def run_balance(model: nn.Module, skt: SemanticTransfer, batches: Iterable[Seque
         every: measure at steps 0, every, 2·every, ... (steps taken before the measurement).
         groups: also measure per top-level child module (see :func:`gradient_balance`).
     """
-    if steps < 1 or every < 1:
-        raise ValueError(f"steps and every must be at least 1, got {steps} and {every}")
+    check("steps", steps, at_least=1)
+    check("every", every, at_least=1)
     if optimizer is None:
         optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=1e-4)
     device = next(model.parameters()).device
