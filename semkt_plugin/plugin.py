@@ -17,13 +17,13 @@ from torch import nn
 
 from .adapter import Adapter
 from .registry import get_adapter, get_strategy, strategies
-from .settings import Settings, merge
+from .settings import Settings, field_names, merge
 from .strategies.base import Strategy, wrapped_by
 
 
 def check_adapter_settings(adapter: Adapter) -> None:
     """An adapter's ``config`` may set any strategy's fields; a key that none has (a misspelling) is an error."""
-    known = {f for cls in strategies().values() for f in cls.config_class.__dataclass_fields__}
+    known = set().union(*(field_names(cls.config_class) for cls in strategies().values()))
     for key in adapter.config:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=3)

@@ -13,15 +13,13 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .adapter import Adapter
-
-if TYPE_CHECKING:
-    from .strategies.base import Strategy
+from .strategies.base import Strategy
 
 DISABLE_ENV = "SEMKT_DISABLE_PLUGIN_AUTOLOAD"
 DISTRIBUTION = "semkt"
@@ -132,8 +130,6 @@ def strategies() -> dict[str, type[Strategy]]:
     Raises:
         ValueError: two plugins give the same strategy name (the message names both).
     """
-    from .strategies.base import Strategy
-
     pm = plugin_manager()
     found: dict[str, type[Strategy]] = {}
     sources: dict[str, str] = {}

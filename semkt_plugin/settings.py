@@ -64,9 +64,15 @@ class Settings:
         return merge(self, changes)
 
 
+def field_names(settings: Settings | type[Settings]) -> set[str]:
+    """The names a settings class or instance can be given (class constants such as ``schedule_points`` are not
+    among them)."""
+    return {f.name for f in dataclasses.fields(settings)}
+
+
 def merge(settings: S, changes: Mapping[str, Any]) -> S:
     """``settings`` with ``changes`` applied; unknown names raise with the list of fields."""
-    known = {f.name for f in dataclasses.fields(settings)}
+    known = field_names(settings)
     unknown = set(changes) - known
     if unknown:
         raise ValueError(f"unknown {type(settings).__name__} fields {sorted(unknown)}; fields are {sorted(known)}")

@@ -182,6 +182,9 @@ def test_config_rejects_unknown_fields(skb):
     with pytest.raises(ValueError, match="adapter 'tiny' sets 'lamda_color', which no strategy's settings have; "
                                          "did you mean lambda_color"):
         wrap(TinyHDR(), misspelled, skb=skb, total_steps=10)
+    constant = Adapter("tiny", TINY_ADAPTER.hooks, config={"schedule_points": ()})  # a class constant, not a setting
+    with pytest.raises(ValueError, match="adapter 'tiny' sets 'schedule_points', which no strategy's settings have"):
+        wrap(TinyHDR(), constant, skb=skb, total_steps=10)
 
 
 def test_wrap_leaves_the_global_rng_alone_and_inits_from_the_seed(skb):

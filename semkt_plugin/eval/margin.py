@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..settings import field_names
 from ..strategies.skt import SKTConfig
 
 
@@ -36,7 +37,7 @@ def margin_window(distill_start: int) -> tuple[int, int]:
 def run_margin(settings: Mapping[str, Any], steps: int, losses: Sequence[Mapping[str, float]]) -> float | None:
     """The margin of one skt run (its settings as given to ``wrap``, its length, its per-step ``last_losses``) over
     :func:`margin_window`; ``None`` when the distillation starts at step 0, so no step precedes it."""
-    known = {k: v for k, v in settings.items() if k in SKTConfig.__dataclass_fields__}
+    known = {k: v for k, v in settings.items() if k in field_names(SKTConfig)}
     start, _ = SKTConfig(**{**known, "total_steps": steps}).schedule()
     if start == 0:
         return None

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..adapter import Adapter
 from ..domain import DomainTransfer
 from ..hooks import unwrap_container
-from ..settings import Settings, merge
+from ..settings import Settings, field_names, merge
 
 # the plugin each wrapped model is wrapped by (the model as passed, and the model behind its containers)
 _wrapped: weakref.WeakKeyDictionary[nn.Module, Strategy] = weakref.WeakKeyDictionary()
@@ -120,7 +120,7 @@ class Strategy(nn.Module):
     @classmethod
     def settings_for(cls, adapter: Adapter) -> Settings:
         """The strategy's defaults with the adapter's overrides of the fields this strategy has."""
-        known = set(cls.config_class.__dataclass_fields__)
+        known = field_names(cls.config_class)
         return merge(cls.config_class(), {k: v for k, v in adapter.config.items() if k in known})
 
     def _follow_model(self) -> None:

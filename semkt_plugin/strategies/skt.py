@@ -203,8 +203,6 @@ def load_configured_skb(config: SKTConfig) -> nn.Module:
     return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
 
 
-
-
 class Step:
     """What the terms of one ``loss()`` call share, computed once: T(H_in) and T(GT), the SKB's pass, the teacher,
     and (on first use) the distillation target.
