@@ -212,10 +212,14 @@ class ConvFloor:
         return seconds
 
 
+CHANNELS_LAST = False  # --channels-last: the inputs, and so the ORM's maps and H_in, in that layout
+
+
 def data(batch: int, size: int, device: torch.device):
     g = torch.Generator().manual_seed(0)
-    frames = [torch.rand(batch, 6, size, size, generator=g).to(device) for _ in range(3)]
-    return frames, torch.rand(batch, 3, size, size, generator=g).to(device)
+    layout = torch.channels_last if CHANNELS_LAST else torch.contiguous_format
+    frames = [torch.rand(batch, 6, size, size, generator=g).to(device, memory_format=layout) for _ in range(3)]
+    return frames, torch.rand(batch, 3, size, size, generator=g).to(device, memory_format=layout)
 
 
 def the_skb(device: torch.device):
@@ -299,6 +303,7 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
     n_orm = sum(p.numel() for p in rungs["ORM"][0].parameters())
     n_plugin = sum(p.numel() for p in rungs["+ SKAM"][1].parameters())
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    where += ", channels-last" if CHANNELS_LAST else ""
     print(f"\nAHDR nFeat={feat} ({n_orm / 1e6:.2f} M params), batch {batch}, {size}x{size}, {where}, "
           f"fastest of {steps} steps; plugin trains {n_plugin / 1e6:.2f} M params"
           + (f"; config {json.dumps(config)}" if config else ""))
@@ -328,8 +333,12 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="semkt Config changes as JSON, for every rung")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--strategies", action="store_true", help="the step of each strategy instead of the ladder")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="inputs channels-last, so the ORM (and what semkt computes from H_in) runs in that layout")
     parser.add_argument("--child", choices=list(LADDER), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global CHANNELS_LAST
+    CHANNELS_LAST = args.channels_last
     config = json.loads(args.config)
     setups = [tuple(int(v) for v in s.split(":")) for s in (args.setup or SETUPS)]
     if args.child:

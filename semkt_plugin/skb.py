@@ -233,6 +233,25 @@ def _anchors(feats: list[Tensor], strides: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat(centres), torch.cat(steps)
 
 
+def fold_batch_norms(net: nn.Module) -> None:
+    """Fold every ultralytics ``Conv``'s BatchNorm into its convolution, in place: a frozen BatchNorm in eval mode
+    is a per-channel scale and shift, so ``bn(conv(x))`` is one convolution, the same up to rounding (one kernel
+    and one pass over the map fewer per layer). The BatchNorm becomes ``nn.Identity``, so ``forward`` is unchanged.
+    """
+    for m in net.modules():
+        conv, bn = getattr(m, "conv", None), getattr(m, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            with torch.no_grad():
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                  conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode)
+                fused.to(conv.weight)
+                fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+                fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+            m.conv, m.bn = fused, nn.Identity()
+
+
 class SemanticKnowledgeBank(nn.Module):
     """Frozen YOLOv8-seg / FastSAM network: ``x`` (B, 3, H, W) RGB in [0, 1] -> :class:`SKBOutput`.
 
@@ -259,6 +278,7 @@ class SemanticKnowledgeBank(nn.Module):
                 f"got {type(head).__name__} reading {getattr(head, 'f', '?')}"
             )
         check("num_regions", num_regions, kind=int, at_least=1)
+        fold_batch_norms(layers)
         self.layers = layers
         self.num_regions, self.score_threshold, self.iou_threshold = num_regions, score_threshold, iou_threshold
         self.strides = STRIDES

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from semkt_plugin.strategies.spgrm import SPGRM, LayerNorm2d, PriorFusionBlock
+from semkt_plugin.strategies.spgrm import SPGRM, LayerNorm2d, PriorFusionBlock, channel_gram, split_k
 
 PRIOR_CHANNELS = (8, 12, 16, 20)
 PRIOR_STRIDES = (4, 8, 16, 32)
@@ -159,3 +159,32 @@ def test_strided_teacher_trains_and_runs_without_priors():
     with pytest.raises(ValueError, match="stride"):
         SPGRM(PRIOR_CHANNELS, stride=0)
 
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_sliced_products_equal_the_whole_ones(layout):
+    """The GPU's sliced products over the pixels (run here on the CPU) give the block's output and gradients up to
+    rounding."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    block = PriorFusionBlock(dim=16, prior_dim=6, heads=2)
+    feature = torch.randn(2, 16, 64, 48, generator=g).contiguous(memory_format=layout).requires_grad_()
+    prior = torch.randn(2, 6, 16, 12, generator=g).requires_grad_()
+    upstream = torch.randn(2, 16, 64, 48, generator=g)
+    inputs = [feature, prior, *block.parameters()]
+    results = []
+    for sliced in (False, True):
+        block.sliced = sliced
+        out = block(feature, prior)
+        results.append((out, grads((out * upstream).sum(), inputs)))
+    (whole, whole_grads), (sliced_out, sliced_grads) = results
+    assert split_k(64 * 48) == 2 and sliced_out.is_contiguous(memory_format=layout)
+    assert_near(sliced_out, whole, tol=1e-6)
+    for a, b in zip(sliced_grads, whole_grads):
+        assert_near(a, b, tol=1e-5)
+
+
+def test_split_k_slices_evenly():
+    assert [split_k(p) for p in (256 * 256, 128 * 128, 64 * 64, 1000, 9 * 7, 3000)] == [64, 16, 4, 1, 1, 2]
+    a, b = torch.randn(3, 5, 4096), torch.randn(3, 7, 4096)
+    torch.testing.assert_close(channel_gram(a, b, 4), a @ b.transpose(1, 2), rtol=1e-5, atol=1e-4)

@@ -79,7 +79,8 @@ class SKTConfig(Settings):
         hist_kernel: ``"sigmoid"`` (slope-400 window, as the public SKF code) or ``"gaussian"`` (eq. 7).
         hist_slope: slope of the sigmoid kernel.
         hist_bandwidth: Gaussian bandwidth in ``[0, 1]`` units (``None``: one bin width).
-        hist_chunk: pixels per image handled at a time (bounds its memory, not its result).
+        hist_chunk: pixels per image handled at a time (bounds its memory, not its result); ``None``: 4096 on
+            the CPU, 65536 on a GPU, where each chunk costs a few kernel launches whatever its size.
         color_background: add the region no SKB map covers (``1 − max_n p_m^n``), so background pixels count.
 
     SKAM (L_feat):
@@ -121,7 +122,7 @@ class SKTConfig(Settings):
     hist_kernel: Literal["sigmoid", "gaussian"] = "sigmoid"
     hist_slope: float = 400.0
     hist_bandwidth: float | None = None
-    hist_chunk: int = 4096
+    hist_chunk: int | None = None
     color_background: bool = True
 
     use_skam: bool = True

@@ -18,6 +18,7 @@ small, so its upsampled map needs no copy for its LayerNorm; the attention reads
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -40,6 +41,41 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def split_k(pixels: int, length: int = 1024) -> int:
+    """How many slices a product over ``pixels`` is cut into: a power of 2 that divides it, slices of at least
+    ``length`` pixels (1 when there are fewer)."""
+    return math.gcd(pixels, 1 << max(0, (pixels // length).bit_length() - 1))
+
+
+def channel_gram(a: Tensor, b: Tensor, slices: int = 1) -> Tensor:
+    """``a @ bᵀ`` over the pixels, summed over ``slices`` equal slices of them.
+
+    A ``(C × C)`` product over a million pixels is a matrix product with a tiny output and a long inner
+    dimension, which the GPU's kernels run on a few blocks at a time; the slices make ``B·slices`` products that
+    fill the GPU, and their sum is the same up to rounding (the order of the additions differs). Autograd's
+    backward of it is sliced alike.
+
+    Shapes:
+        a ``(B, M, P)``, b ``(B, N, P)`` → ``(B, M, N)``; ``slices`` divides ``P``.
+    """
+    if slices == 1:
+        return a @ b.transpose(1, 2)
+    sliced = [t.unflatten(2, (slices, -1)).transpose(1, 2) for t in (a, b)]  # (B, slices, M or N, P / slices)
+    return (sliced[0] @ sliced[1].transpose(2, 3)).sum(1)
+
+
+def pixel_mix(x: Tensor, mix: Tensor, bias: Tensor, slices: int = 1) -> Tensor:
+    """``bias + x @ mix`` at every pixel, the pixels cut into ``slices``: the backward's product for ``mix`` is a
+    :func:`channel_gram` over the pixels, and runs sliced alike.
+
+    Shapes:
+        x ``(B, P, C)``, mix ``(B, C, D)``, bias ``(D,)`` → ``(B, P, D)``; ``slices`` divides ``P``.
+    """
+    if slices == 1:
+        return torch.baddbmm(bias, x, mix)
+    return torch.add(bias, x.unflatten(1, (slices, -1)) @ mix.unsqueeze(1)).flatten(1, 2)
 
 
 def _project(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -71,8 +107,14 @@ class PriorFusionBlock(nn.Module):
         self.gamma = nn.Parameter(torch.ones(heads, 1, 1))  # learnable temperature per head
         self.out = nn.Conv2d(dim, dim, 1)
 
+    #: cut the products over the pixels into slices (:func:`channel_gram`): ``None`` does it on a GPU, where it
+    #: is what fills the GPU; on the CPU the long products run at full speed as they are
+    sliced: bool | None = None
+
     def forward(self, feature: Tensor, prior: Tensor) -> Tensor:
         b, c, h, w = feature.shape
+        sliced = feature.is_cuda if self.sliced is None else self.sliced
+        slices = split_k(h * w) if sliced else 1
         prior = F.interpolate(prior.contiguous(memory_format=torch.channels_last), size=(h, w), mode="bilinear",
                               align_corners=False)
         q = self.q(self.norm_p(prior)).flatten(2)  # (B, C, HW), a view in either memory layout
@@ -82,7 +124,7 @@ class PriorFusionBlock(nn.Module):
         eps = 1e-12  # F.normalize's
         norms = q.norm(dim=-1, keepdim=True).clamp_min(eps) * k.norm(dim=-1).clamp_min(eps).unsqueeze(1)
         gamma = self.gamma.view(self.heads, 1).expand(self.heads, c // self.heads).reshape(c, 1)  # per row
-        logits = (q @ k.transpose(1, 2)) / norms * gamma  # (B, C_q, C_k)
+        logits = channel_gram(q, k, slices) / norms * gamma  # (B, C_q, C_k)
         # all heads share one product over the whole channel range, which needs no per-head copies of q, k, v;
         # masking the pairs across heads leaves each head's own softmax, exactly, and zero weight elsewhere
         if self.heads > 1:
@@ -94,7 +136,7 @@ class PriorFusionBlock(nn.Module):
         # the output projection W is 1×1, so it folds into those weights: W·(attn·V) = (W·attn)·V, a (C × C)
         # product instead of a full-resolution convolution; computed transposed, the result is channels-last
         mix = attn.transpose(1, 2) @ self.out.weight.flatten(1).t()  # (B, C_k, C_out)
-        out = torch.baddbmm(self.out.bias, v.transpose(1, 2), mix)  # (B, HW, C)
+        out = pixel_mix(v.transpose(1, 2), mix, self.out.bias, slices)  # (B, HW, C)
         return feature + out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
