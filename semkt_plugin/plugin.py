@@ -51,6 +51,10 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
     Returns:
         The plugin: ``skt.loss(output, target)`` is the extra term, ``skt.parameters()`` its trainable
         parameters, ``skt.unwrap()`` gives the model back.
+
+    Raises:
+        semkt_plugin.pretrained.MissingWeights: pretrained weights the settings need (the SKB's, VGG19's) are
+            neither on disk nor downloadable; one error names them all and the settings that work offline.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"wrap() needs the model (an nn.Module), got {type(model).__name__}")

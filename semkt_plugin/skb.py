@@ -40,8 +40,12 @@ export mode (ultralytics 8.4: a dict of raw outputs in training,
 avoid ``predict()``: it letterboxes, runs under ``torch.inference_mode`` and
 fuses Conv+BN in place.
 
-Checkpoints: ultralytics ``.pt`` files are pickles, loaded with
-``weights_only=False``: only load files you trust.  semkt's own format (the
+Checkpoints: ultralytics ``.pt`` files (FastSAM-s.pt / -x.pt among them) are
+pickled dicts whose ``"model"`` (or, mid-training, ``"ema"``) is the
+``SegmentationModel`` itself in half precision, beside ``"train_args"``,
+``"date"``, ``"version"`` and the like.  They are loaded by ultralytics'
+``load_checkpoint`` (which also maps the module paths of older ultralytics
+releases), with ``weights_only=False``: only load files you trust.  semkt's own format (the
 stand-in, see ``scripts/train_skb_standin.py``) is a plain dict
 ``{"format": "semkt-skb", "arch": yaml name, "nc": int, "state_dict": {...}}``
 loaded with ``weights_only=True``.
@@ -68,6 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check
+from .pretrained import MissingWeights
 
 FEATURE_LAYERS = (2, 15, 18, 21)
 STRIDES = (4, 8, 16, 32)
@@ -75,6 +80,7 @@ PAD_VALUE = 114 / 255  # ultralytics' letterbox grey: what the network saw at th
 MAX_CANDIDATES = 300  # anchors considered for regions, ultralytics' max_det
 STANDIN = Path(__file__).parent / "assets" / "skb_standin.pt"
 ASSET_URL = "https://github.com/ultralytics/assets/releases/download/v8.4.0/{name}"
+OFFLINE = 'skb_weights="standin"'  # load_skb("standin"): no download
 _ENV_DEFAULTS = {"YOLO_OFFLINE": "true", "YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "false"}
 _LOGGERS_TOUCHED = ("sentry_sdk", "coremltools")  # ultralytics sets their levels on import
 
@@ -134,13 +140,51 @@ def ultralytics_sandbox() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _missing(weights: str | Path, why: str) -> FileNotFoundError:
+def _missing(weights: str | Path, why: str) -> MissingWeights:
     name = Path(str(weights)).name if str(weights).lower().startswith("fastsam") else "FastSAM-s.pt"
-    return FileNotFoundError(
+    return MissingWeights(
         f"SKB weights {str(weights)!r}: {why}. Fix: download {name} from {ASSET_URL.format(name=name)} "
-        f"(or FastSAM-x.pt, or any ultralytics YOLOv8-seg .pt) and pass its path, "
-        f"or use load_skb('standin') for semkt's bundled offline stand-in."
-    )
+        f"(or FastSAM-x.pt, or any ultralytics YOLOv8-seg .pt) and pass its path (skb_weights=PATH).", OFFLINE)
+
+
+def skb_weights_file(weights: str | Path | None) -> Path | None:
+    """The local file that ``weights`` names, downloaded first if it is a missing ultralytics asset (see
+    :func:`load_skb`); ``None`` (random init) stays ``None``.
+
+    A bare name (``"FastSAM-s.pt"``) is looked for in the working directory, then in ultralytics' weights directory
+    (its ``weights_dir`` setting), where ultralytics otherwise downloads its release asset of that name.
+
+    Raises:
+        MissingWeights: no such file and, for a bare name, no such asset or the download failed (offline).
+    """
+    if weights is None:
+        return None
+    if str(weights) == "standin":
+        if not STANDIN.is_file():
+            raise FileNotFoundError(
+                f"the stand-in weights {STANDIN} are missing; rebuild them with scripts/train_skb_standin.py"
+            )
+        return STANDIN
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return path
+    if str(weights) != path.name:  # a path, not a bare asset name: never download
+        raise _missing(weights, f"no such file {path.resolve()}")
+    with ultralytics_sandbox():
+        from ultralytics.utils import SETTINGS
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        # ultralytics would download into the working directory, where a run started elsewhere never finds it
+        cached = Path(SETTINGS["weights_dir"]) / path.name
+        try:
+            found = Path(attempt_download_asset(cached))
+        except OSError as e:  # offline: ultralytics' ConnectionError after one attempt (YOLO_OFFLINE, see sandbox)
+            raise _missing(weights, f"not in {Path.cwd()} nor {cached.parent}, and the download failed "
+                                    f"({type(e).__name__}: {e})") from e
+    if not found.is_file():
+        raise _missing(weights, f"not in {Path.cwd()} nor {cached.parent}, and ultralytics found no release "
+                                "asset of that name (a typo, or offline?)")
+    return found
 
 
 def _build(arch: str, nc: int) -> nn.Module:
@@ -170,30 +214,14 @@ def _load_net(weights: str | Path | None, arch: str | None) -> nn.Module:
                 "load_skb needs weights (a .pt path, 'standin', a FastSAM name) or arch=<yaml> for random init"
             )
         return _build(arch, nc=1)
-    if str(weights) == "standin":
-        if not STANDIN.is_file():
-            raise FileNotFoundError(
-                f"the stand-in weights {STANDIN} are missing; rebuild them with scripts/train_skb_standin.py"
-            )
-        weights = STANDIN
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        if str(weights) != path.name:  # a path, not a bare asset name: never download
-            raise _missing(weights, f"no such file {path.resolve()}")
-        from ultralytics.utils.downloads import attempt_download_asset
-
-        try:  # bare name: ultralytics' weights dir, else its release assets (needs internet)
-            path = Path(attempt_download_asset(str(weights)))
-        except Exception as e:
-            raise _missing(weights, f"not found locally and the download failed ({type(e).__name__}: {e})") from e
-        if not path.is_file():
-            raise _missing(weights, "not found locally and not an ultralytics release asset")
+    path = skb_weights_file(weights)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # a full ultralytics checkpoint (pickled modules): trusted files only
         from ultralytics.nn.tasks import load_checkpoint
 
-        net, _ = load_checkpoint(str(path), inplace=False)  # inplace=True would make SiLU in-place
+        # an absolute path: ultralytics re-downloads a corrupt file that it takes for a bare asset name
+        net, _ = load_checkpoint(str(path.resolve()), inplace=False)  # inplace=True would make SiLU in-place
         if arch is not None:
             _check_same_trunk(net, arch)
         return net
@@ -392,8 +420,9 @@ def load_skb(
               touches the network.
             - ``"standin"``: semkt's bundled offline stand-in (YOLOv8n-seg fine-tuned to
               segment everything on real HDR views), ``semkt_plugin/assets/skb_standin.pt``.
-            - a bare name such as ``"FastSAM-s.pt"`` not present locally: ultralytics looks
-              in its weights dir and downloads its release asset (needs internet).
+            - a bare name such as ``"FastSAM-s.pt"`` not in the working directory: looked for
+              in ultralytics' weights dir, else ultralytics downloads its release asset there
+              (needs internet).
             - ``None`` with ``arch``: random initialisation (tests).
         arch: ultralytics yaml (e.g. ``"yolov8s-seg.yaml"``) to build the network for a
             state_dict or random init; with an ultralytics checkpoint it is only
@@ -403,6 +432,9 @@ def load_skb(
 
     Returns:
         SemanticKnowledgeBank in eval mode with frozen parameters.
+
+    Raises:
+        MissingWeights: a file that does not exist, or a bare name neither found nor downloaded.
     """
     with ultralytics_sandbox():
         net = _load_net(weights, arch).float().eval()

@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,3 +77,40 @@ def batch():
     g = torch.Generator().manual_seed(0)
     frames = [torch.rand(2, 6, 32, 32, generator=g) for _ in range(3)]
     return frames, torch.rand(2, 3, 32, 32, generator=g)
+
+
+@pytest.fixture(scope="session")
+def vgg19_file(tmp_path_factory):
+    """torchvision's VGG19 with random weights, saved as a state_dict under the name of torchvision's ImageNet file
+    (the real file cannot be downloaded here)."""
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vgg19") / "vgg19-dcbb9e9d.pth"
+    torch.save(vgg19(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Offline, whatever the machine: name resolution fails as it does without network, so torch.hub's and
+    ultralytics' downloads fail their offline way; torch's hub cache (``TORCH_HOME``), ultralytics' weights dir and the
+    working directory are empty folders under the returned one."""
+    from semkt_plugin.skb import ultralytics_sandbox
+
+    with ultralytics_sandbox():
+        import ultralytics.utils as yolo_utils
+
+    def fail(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    root = tmp_path / "offline"
+    for sub in ("torch", "ultralytics", "cwd"):
+        (root / sub).mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch"))
+    assert torch.hub.get_dir() == str(root / "torch" / "hub"), "torch.hub.set_dir was called: TORCH_HOME is ignored"
+    # a copy: SETTINGS itself writes every change to ultralytics' settings file
+    monkeypatch.setattr(yolo_utils, "SETTINGS", {**yolo_utils.SETTINGS, "weights_dir": str(root / "ultralytics")})
+    monkeypatch.chdir(root / "cwd")
+    return root

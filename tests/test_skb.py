@@ -153,8 +153,7 @@ def test_wrong_inputs_name_the_fix(tmp_path, offline, skb):
         skb(torch.rand(1, 4, 32, 32))
 
 
-def test_bare_name_offline_names_the_fix(tmp_path, monkeypatch, offline):
-    monkeypatch.chdir(tmp_path)  # ultralytics would save a download into the working directory
+def test_bare_name_offline_names_the_fix(no_network):
     with pytest.raises(FileNotFoundError,
                        match=r"'FastSAM-x\.pt'.*download FastSAM-x\.pt from https://.*pass its path"):
         load_skb("FastSAM-x.pt")

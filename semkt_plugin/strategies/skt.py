@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from ..adapter import Adapter
 from ..checks import check
 from ..hooks import FeatureHooks, hook_channels, unwrap_container
-from ..perceptual import build_perceptual
+from ..perceptual import build_perceptual, vgg19_state_dict
+from ..pretrained import MissingWeights, missing_weights
 from ..settings import Settings
 from .base import Opened, Strategy
 from .losses import content_loss, histogram_loss
@@ -52,8 +53,8 @@ class SKTConfig(Settings):
             model's output (:func:`gated_target`).
 
     Semantic Knowledge Bank:
-        skb_weights: a local checkpoint, ``"standin"`` (the offline stand-in shipped with semkt), or a name
-            ultralytics downloads when online (``"FastSAM-s.pt"``).
+        skb_weights: a local checkpoint, ``"standin"`` (the offline stand-in shipped with semkt), or an ultralytics
+            asset name (``"FastSAM-s.pt"``: the working directory, ultralytics' weights dir, else downloaded there).
         skb_arch: build the SKB from this ultralytics yaml (``"yolov8s-seg.yaml"``) and load ``skb_weights`` as a
             state_dict into it, or random weights when ``skb_weights`` is ``None`` (tests only).
         num_regions: N, how many region maps the SKB gives L_color.
@@ -62,7 +63,8 @@ class SKTConfig(Settings):
 
     Perceptual network (φ of eq. 5):
         perceptual: ``"vgg19"`` (the paper's), ``"skb"`` (the SKB's backbone, no extra network) or ``"none"``.
-        vgg19_weights: a VGG19 state_dict file; ``None`` looks in torch's hub cache.
+        vgg19_weights: a VGG19 state_dict file; ``None``: torchvision's ImageNet weights, from torch's hub cache or
+            downloaded there.
 
     Teacher (SPGRM):
         teacher_dim: its width.
@@ -204,6 +206,38 @@ def load_configured_skb(config: SKTConfig) -> nn.Module:
     return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
 
 
+def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
+                    ) -> tuple[nn.Module | None, Callable[[Tensor], list[Tensor]] | None]:
+    """The SKB (``skb`` if given) and the perceptual φ that ``config``'s enabled parts need.
+
+    Every weights file is found (or downloaded) before either network is built, so that one error names all that
+    are missing.
+
+    Raises:
+        MissingWeights: each missing file, where it was looked for, how to provide it, and the settings that work
+            offline.
+    """
+    from ..skb import load_skb, skb_weights_file
+
+    skb_file = vgg19 = None
+    missing = []
+    if skb is None and config.needs_skb:
+        try:
+            skb_file = skb_weights_file(config.skb_weights)
+        except MissingWeights as e:
+            missing.append(e)
+    if config.perceptual_on and config.perceptual == "vgg19":
+        try:
+            vgg19 = vgg19_state_dict(config.vgg19_weights)
+        except MissingWeights as e:
+            missing.append(e)
+    if missing:
+        raise missing_weights(missing)
+    if skb is None and config.needs_skb:
+        skb = load_skb(skb_file, arch=config.skb_arch, num_regions=config.num_regions)
+    return skb, build_perceptual(config.perceptual, vgg19, skb) if config.perceptual_on else None
+
+
 class Step:
     """What the terms of one ``loss()`` call share, computed once: T(H_in) and T(GT), the SKB's pass, the teacher,
     and (on first use) the distillation target.
@@ -307,11 +341,9 @@ class SemanticTransfer(Strategy):
         self._start, self._warmup = config.schedule()  # in loss() calls; a fraction without total_steps fails here
         core = unwrap_container(model)
         channels = self._hook_channels(core, adapter) if config.use_skam else []  # fail fast, before loading networks
-        if skb is None and config.needs_skb:
-            skb = load_configured_skb(config)
+        skb, perceptual = load_pretrained(config, skb)
         if skb is not None:
             skb.requires_grad_(False)
-        perceptual = build_perceptual(config.perceptual, config.vgg19_weights, skb) if config.perceptual_on else None
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors,
