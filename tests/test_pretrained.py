@@ -14,7 +14,7 @@ from torch import nn
 from semkt_plugin import wrap
 from semkt_plugin.perceptual import VGG19Features, vgg19_state_dict
 from semkt_plugin.pretrained import MissingWeights
-from semkt_plugin.skb import ASSET_URL, SemanticKnowledgeBank, load_skb, ultralytics_sandbox
+from semkt_plugin.skb import ASSET_URL, SemanticKnowledgeBank, fold_batch_norms, load_skb, ultralytics_sandbox
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 SMALL = dict(teacher_dim=8, teacher_heads=1, skam_latent=4, num_regions=4)  # the plugin's own parts, kept small
@@ -64,7 +64,10 @@ def _state(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _assert_same_state(got: nn.Module, saved: nn.Module) -> None:
-    a, b = _state(got), _state(saved)
+    """``got`` holds the weights of ``saved``, as the SKB keeps them: in float32, its BatchNorms folded."""
+    folded = deepcopy(saved).float()
+    fold_batch_norms(folded)
+    a, b = _state(got), _state(folded)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
