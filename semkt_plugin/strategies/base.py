@@ -8,7 +8,7 @@ states what the training loop must call around the forward (:meth:`Strategy.befo
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -73,6 +73,13 @@ def check_pair(h: Tensor, target: Tensor, param: Tensor) -> None:
         )
 
 
+def to_host(values: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """``values`` as Python floats, all its tensors (0-d, on one device) copied to the host in one transfer."""
+    tensors = [v for v in values.values() if isinstance(v, Tensor)]
+    read = iter(torch.stack(tensors).tolist() if tensors else [])
+    return {k: next(read) if isinstance(v, Tensor) else float(v) for k, v in values.items()}
+
+
 class Opened(NamedTuple):
     """What :meth:`Strategy.open` gives every ``loss``: H_in as the model returned it, T(H_in), T(target) (without
     a gradient), and which training step this call is (0-based, counted before this call)."""
@@ -112,10 +119,12 @@ class Strategy(nn.Module):
         self._model = [model]  # a list: the model is not a submodule, so it is in neither parameters() nor state_dict()
         # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
         self._aux: dict[str, Any] = {}
-        self._last: dict[str, Tensor] = {}
+        # the last loss() call's components: tensors stay on the device until last_losses reads them
+        self._last: dict[str, Tensor | float] = {}
         # T of every strategy's losses: the adapter's domain and scale, the strategy's μ
         self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training loss() calls
+        self._step = 0  # the host's copy of `steps`: reading the buffer would wait for the GPU at every step
 
     @classmethod
     def settings_for(cls, adapter: Adapter) -> Settings:
@@ -148,9 +157,10 @@ class Strategy(nn.Module):
         hs = self.transfer(h_in)
         with torch.no_grad():
             ts = self.transfer(target, what="target")
-        step = int(self.steps)
+        step = self._step
         if torch.is_grad_enabled():
             self.steps += 1
+            self._step += 1
         return Opened(h_in, hs, ts, step)
 
     def before_forward(self, **extras: Any) -> None:
@@ -171,8 +181,17 @@ class Strategy(nn.Module):
 
     @property
     def last_losses(self) -> dict[str, float]:
-        """The components of the last :meth:`loss` call (unweighted), and ``total``."""
-        return {k: float(v) for k, v in self._last.items()}
+        """The components of the last :meth:`loss` call (unweighted), and ``total``.
+
+        The keys are the same at every step of a run, from the first one: a term that has not started yet is 0.
+        Computing the losses leaves them on the device; reading this copies them all to the host at once, one
+        wait for the GPU, so read it every N steps rather than every step.
+        """
+        return to_host(self._last)
+
+    def _load_from_state_dict(self, *args: Any) -> None:
+        super()._load_from_state_dict(*args)
+        self._step = int(self.steps)  # the host's copy follows the loaded counter (a load may wait for the GPU)
 
     @classmethod
     def hook_plan(cls, adapter: Adapter, config: Settings) -> list[tuple[str, str]]:
