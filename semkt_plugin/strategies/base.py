@@ -80,6 +80,29 @@ def to_host(values: Mapping[str, Tensor | float]) -> dict[str, float]:
     return {k: next(read) if isinstance(v, Tensor) else float(v) for k, v in values.items()}
 
 
+def _given(settings: Mapping[str, Any], point: str) -> str:
+    value, total = settings["schedule"][point], settings["total_steps"]
+    return f"{point}={value!r}" + (f" of total_steps={total}" if isinstance(value, float) else "")
+
+
+def check_resume(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    """Refuse to resume a run (``saved``, a checkpoint's :meth:`Strategy.run_settings`) in a plugin whose run
+    differs (``current``): another strategy, or a schedule point at another step."""
+    if saved["strategy"] != current["strategy"]:
+        raise ValueError(f"the checkpoint is of a {saved['strategy']!r} plugin, this plugin is {current['strategy']!r}"
+                         f": wrap with strategy={saved['strategy']!r} to resume it")
+    differ = [p for p, step in saved["steps"].items() if step != current["steps"][p]]
+    if differ:
+        lines = "; ".join(f"{p} is step {saved['steps'][p]} in the checkpoint's run ({_given(saved, p)}) but "
+                          f"step {current['steps'][p]} in this plugin's ({_given(current, p)})" for p in differ)
+        given = [(p, saved["schedule"][p], current["schedule"][p]) for p in differ]
+        given.append(("total_steps", saved["total_steps"], current["total_steps"]))
+        fix = ", ".join(f"{name}={value!r}" for name, value, other in given if value != other)
+        raise ValueError(f"the checkpoint was saved by a run with another schedule: {lines}. Wrap with the "
+                         f"checkpoint's settings ({fix}) to resume that run, or load with "
+                         "skt.load_state_dict(state, strict_settings=False) to go on under this plugin's schedule")
+
+
 class Opened(NamedTuple):
     """What :meth:`Strategy.open` gives every ``loss``: H_in as the model returned it, T(H_in), T(target) (without
     a gradient), and which training step this call is (0-based, counted before this call)."""
@@ -125,6 +148,7 @@ class Strategy(nn.Module):
         self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training loss() calls
         self._step = 0  # the host's copy of `steps`: reading the buffer would wait for the GPU at every step
+        self._strict_settings = True  # load_state_dict(..., strict_settings=False) lifts the check of run_settings
 
     @classmethod
     def settings_for(cls, adapter: Adapter) -> Settings:
@@ -189,8 +213,45 @@ class Strategy(nn.Module):
         """
         return to_host(self._last)
 
-    def _load_from_state_dict(self, *args: Any) -> None:
-        super()._load_from_state_dict(*args)
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that shape this run: the strategy, ``total_steps``, and each schedule point as given
+        (``schedule``) and in ``loss()`` calls (``steps``). :meth:`state_dict` saves them; :meth:`load_state_dict`
+        refuses a checkpoint of another strategy or whose schedule, in steps, differs from this plugin's."""
+        cfg = self.config
+        return {"strategy": self.name, "total_steps": cfg.total_steps,
+                "schedule": {name: getattr(cfg, name) for name in cfg.schedule_points},
+                "steps": {name: cfg.steps_of(name) for name in cfg.schedule_points}}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"settings": self.run_settings()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Nothing to restore: the saved settings are checked before anything loads, and the plugin keeps its own."""
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False, *,
+                        strict_settings: bool = True) -> Any:
+        """torch's ``load_state_dict``, which also refuses a checkpoint saved by a run with another schedule
+        (:meth:`run_settings`), naming both.
+
+        Args:
+            strict_settings: ``False`` loads such a checkpoint anyway, to go on under this plugin's schedule on
+                purpose. A checkpoint saved before the settings were kept loads unchecked.
+        """
+        self._strict_settings = strict_settings
+        try:
+            return super().load_state_dict(state_dict, strict, assign)
+        finally:
+            self._strict_settings = True
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list[str], *args: Any) -> None:
+        key = prefix + "_extra_state"
+        saved = state_dict.get(key, {}).get("settings")
+        if saved is not None and self._strict_settings:  # checked before anything of the plugin loads
+            check_resume(saved, self.run_settings())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
+        if key in missing_keys and set(self.get_extra_state()) == {"settings"}:
+            missing_keys.remove(key)  # saved before the settings were, which are all that it lacks: loads unchecked
         self._step = int(self.steps)  # the host's copy follows the loaded counter (a load may wait for the GPU)
 
     @classmethod

@@ -470,7 +470,7 @@ class SmartHDR(Strategy):
                       "total": sum(self._terms.values())}
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {**super().get_extra_state(), "generator": self.generator.get_state()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

@@ -357,9 +357,9 @@ class SMHDR(Strategy):
             self._mask_share.update(zip(keys, region_weights(psnr, cfg.mask_temperature).tolist()))
             self._weight.update(zip(keys, region_weights(psnr, cfg.loss_temperature).tolist()))
 
-    def get_extra_state(self) -> dict[str, Tensor]:
+    def get_extra_state(self) -> dict[str, Any]:
         table, window = sorted(self._psnr), sorted(self._sse)
-        return {"ids": torch.tensor(table, dtype=torch.long),
+        return {**super().get_extra_state(), "ids": torch.tensor(table, dtype=torch.long),
                 "psnr": torch.tensor([self._psnr[k] for k in table], dtype=torch.float64),
                 "window_ids": torch.tensor(window, dtype=torch.long),
                 "window_sse": torch.tensor([self._sse[k] for k in window], dtype=torch.float64),
