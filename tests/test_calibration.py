@@ -142,7 +142,7 @@ def test_a_fractional_schedule_equals_the_step_counts_it_stands_for(skb):
 
     steps = run(distill_start=4, distill_warmup=2)
     assert run(distill_start=0.5, distill_warmup=0.25, total_steps=8) == steps  # an epoch loop: epochs · len(loader)
-    assert ["content" in r for r in steps] == [False] * 4 + [True] * 4  # it did start at step 4
+    assert [r["content"] != 0 for r in steps] == [False] * 4 + [True] * 4  # it did start at step 4
     assert Config(distill_start=0.5, distill_warmup=1 / 6, total_steps=600).schedule() == (300, 100)
     with pytest.raises(ValueError, match="total_steps"):
         wrap(TinyHDR(4), TINY_ADAPTER, skb=skb, distill_start=0.5)

@@ -2,6 +2,7 @@
 import pytest
 import torch
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
+from torch import nn
 
 from semkt_plugin.plugin import wrap
 from semkt_plugin.skb import load_skb
@@ -72,7 +73,8 @@ def test_orm_checkpoint_has_exactly_the_original_keys(skb, batch, tmp_path):
     TinyHDR().load_state_dict(torch.load(tmp_path / "orm.pt", weights_only=True), strict=True)
     plugin_keys = set(skt.state_dict())
     assert plugin_keys and not plugin_keys & set(keys)
-    assert all(k.startswith(("teacher.", "skam.")) or k == "steps" for k in plugin_keys), sorted(plugin_keys)[:5]
+    assert all(k.startswith(("teacher.", "skam.")) or k in ("steps", "_extra_state") for k in plugin_keys), \
+        sorted(plugin_keys)[:5]
     skt.unwrap()
 
 
@@ -90,3 +92,117 @@ def test_skb_state_dict_files_load_with_weights_only(skb, tmp_path, monkeypatch)
     loaded = load_skb(path, arch="yolov8n-seg.yaml", num_regions=4)
     assert calls == [True]
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), skb.state_dict().values()))
+
+
+# --- the run's settings travel with the checkpoint ------------------------------------------------------------------
+
+SMALL = dict(use_priors=False, lambda_color=0.0, lambda_content=0.0, teacher_dim=8, teacher_heads=1, skam_latent=4)
+RUNS = {  # strategy: its settings, with its schedule given as fractions of total_steps
+    "skt": SMALL,
+    "smhdr": dict(ramp_start=0.5, ramp_peak=0.75),
+    "smarthdr": dict(warmup=0.25, ema=0.0),
+}
+
+
+def _plugin(strategy: str = "skt", **settings):
+    return wrap(TinyHDR(), TINY_ADAPTER, strategy=strategy, **{**RUNS[strategy], **settings})
+
+
+def _saved(skt, path) -> dict:
+    """``skt.state_dict()`` through ``torch.save`` and ``torch.load(weights_only=True)``; ``skt`` is unwrapped."""
+    torch.save(skt.state_dict(), path)
+    skt.unwrap()
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("strategy", RUNS)
+def test_the_settings_survive_a_weights_only_round_trip(strategy, tmp_path):
+    skt = _plugin(strategy, total_steps=40)
+    settings = skt.run_settings()
+    assert settings["strategy"] == strategy and settings["total_steps"] == 40
+    assert _saved(skt, tmp_path / "ckpt.pt")["_extra_state"]["settings"] == settings
+    skt = _plugin(strategy, total_steps=40)
+    skt.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))  # the same run: loads
+    skt.unwrap()
+
+
+def test_skts_settings_are_the_schedule_as_given_and_in_steps():
+    skt = _plugin(total_steps=60, distill_start=0.5, distill_warmup=6)
+    assert skt.run_settings() == {"strategy": "skt", "total_steps": 60,
+                                  "schedule": {"distill_start": 0.5, "distill_warmup": 6},
+                                  "steps": {"distill_start": 30, "distill_warmup": 6}}
+    skt.unwrap()
+
+
+@pytest.mark.parametrize("strategy, point, steps", [("skt", "distill_start", (50, 100)),
+                                                    ("smhdr", "ramp_start", (50, 100)),
+                                                    ("smarthdr", "warmup", (25, 50))])
+def test_another_total_steps_is_refused_naming_both(strategy, point, steps, tmp_path):
+    state = _saved(_plugin(strategy, total_steps=100), tmp_path / "ckpt.pt")
+    skt = _plugin(strategy, total_steps=200)
+    before = {k: v.clone() for k, v in skt.state_dict().items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(ValueError) as err:
+        skt.load_state_dict(state)
+    message = str(err.value)
+    assert f"{point} is step {steps[0]} in the checkpoint's run ({point}=" in message
+    assert f"but step {steps[1]} in this plugin's ({point}=" in message
+    assert "of total_steps=100" in message and "of total_steps=200" in message
+    assert "total_steps=100" in message.split("Wrap with the checkpoint's settings")[1]  # the fix
+    assert "strict_settings=False" in message
+    # nothing was loaded
+    assert all(torch.equal(before[k], v) for k, v in skt.state_dict().items() if isinstance(v, torch.Tensor))
+    skt.unwrap()
+
+
+def test_the_override_loads_into_this_plugins_schedule(skb, tmp_path):
+    model, skt, opt = _fresh(skb, seed=0)
+    train_steps(model, skt, opt, _data(2))
+    state = _saved(skt, tmp_path / "ckpt.pt")
+    twin = wrap(TinyHDR(), TINY_ADAPTER, skb=skb, **{**FAST, "distill_start": 5})
+    with pytest.raises(ValueError, match="distill_start is step 0 in the checkpoint's run"):
+        twin.load_state_dict(state)
+    twin.load_state_dict(state, strict_settings=False)
+    assert int(twin.steps) == 2 and twin.weights(2)["feat"] == 0.0  # the checkpoint's state, this plugin's schedule
+    assert all(torch.equal(state[k], v) for k, v in twin.state_dict().items() if isinstance(v, torch.Tensor))
+    with pytest.raises(ValueError, match="distill_start"):  # the check is back on for the next load
+        twin.load_state_dict(state)
+    twin.unwrap()
+
+
+def test_the_same_schedule_in_other_words_loads(tmp_path):
+    """What is compared is the schedule in steps: step counts as ints, or another total_steps that moves no point."""
+    state = _saved(_plugin(total_steps=100, distill_start=0.5, distill_warmup=10), tmp_path / "ckpt.pt")
+    for settings in (dict(total_steps=100, distill_start=50, distill_warmup=0.1),
+                     dict(total_steps=200, distill_start=50, distill_warmup=10)):
+        skt = _plugin(**settings)
+        skt.load_state_dict(state)
+        skt.unwrap()
+
+
+def test_another_strategys_checkpoint_is_refused(tmp_path):
+    state = _saved(_plugin("smhdr", total_steps=100), tmp_path / "ckpt.pt")
+    skt = _plugin(total_steps=100)
+    with pytest.raises(ValueError, match="the checkpoint is of a 'smhdr' plugin, this plugin is 'skt'"):
+        skt.load_state_dict(state)
+    skt.unwrap()
+
+
+@pytest.mark.parametrize("strategy", RUNS)
+def test_a_checkpoint_without_the_settings_loads_unchecked(strategy, tmp_path):
+    state = _saved(_plugin(strategy, total_steps=100), tmp_path / "ckpt.pt")
+    del state["_extra_state"]["settings"]
+    if strategy == "skt":  # skt kept no extra state of its own before
+        assert state.pop("_extra_state") == {}
+    skt = _plugin(strategy, total_steps=200)
+    skt.load_state_dict(state)
+    # as a part of a larger module too (its keys prefixed), and by torch's positional signature
+    nn.ModuleDict({"plugin": skt}).load_state_dict({f"plugin.{k}": v for k, v in state.items()}, True, False)
+    skt.unwrap()
+
+
+def test_a_checkpoint_in_a_larger_module_is_checked(tmp_path):
+    state = _saved(_plugin(total_steps=100), tmp_path / "ckpt.pt")
+    skt = _plugin(total_steps=200)
+    with pytest.raises(ValueError, match="distill_start is step 50 in the checkpoint's run"):
+        nn.ModuleDict({"plugin": skt}).load_state_dict({f"plugin.{k}": v for k, v in state.items()})
+    skt.unwrap()

@@ -75,7 +75,8 @@ def test_nothing_distils_before_the_start_and_the_model_captures_nothing(skb, ba
         assert bool(skt.hooks.captured) == (step == 2)  # the forward before step 2's loss() captures
         skt.loss(out, gt).backward()
         if step < 2:  # SKAM skipped, its parameters get a zero gradient (what DDP needs); no graph through the SKB
-            assert not calls and set(skt.last_losses) == {"spg", "feat", "orm", "total"}
+            assert not calls and skt.last_losses.keys() == {"spg", "content", "color", "feat", "orm", "total"}
+            assert skt.last_losses["content"] == skt.last_losses["color"] == skt.last_losses["feat"] == 0.0
             assert all(p.grad is not None and not p.grad.any() for p in skt.skam.parameters())
             assert counted["trunk_with_grad"] == 0 and counted["regions"] == 0
     assert calls == [1] and counted["regions"] == 1

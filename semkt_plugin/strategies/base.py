@@ -8,7 +8,7 @@ states what the training loop must call around the forward (:meth:`Strategy.befo
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -73,6 +73,36 @@ def check_pair(h: Tensor, target: Tensor, param: Tensor) -> None:
         )
 
 
+def to_host(values: Mapping[str, Tensor | float]) -> dict[str, float]:
+    """``values`` as Python floats, all its tensors (0-d, on one device) copied to the host in one transfer."""
+    tensors = [v for v in values.values() if isinstance(v, Tensor)]
+    read = iter(torch.stack(tensors).tolist() if tensors else [])
+    return {k: next(read) if isinstance(v, Tensor) else float(v) for k, v in values.items()}
+
+
+def _given(settings: Mapping[str, Any], point: str) -> str:
+    value, total = settings["schedule"][point], settings["total_steps"]
+    return f"{point}={value!r}" + (f" of total_steps={total}" if isinstance(value, float) else "")
+
+
+def check_resume(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    """Refuse to resume a run (``saved``, a checkpoint's :meth:`Strategy.run_settings`) in a plugin whose run
+    differs (``current``): another strategy, or a schedule point at another step."""
+    if saved["strategy"] != current["strategy"]:
+        raise ValueError(f"the checkpoint is of a {saved['strategy']!r} plugin, this plugin is {current['strategy']!r}"
+                         f": wrap with strategy={saved['strategy']!r} to resume it")
+    differ = [p for p, step in saved["steps"].items() if step != current["steps"][p]]
+    if differ:
+        lines = "; ".join(f"{p} is step {saved['steps'][p]} in the checkpoint's run ({_given(saved, p)}) but "
+                          f"step {current['steps'][p]} in this plugin's ({_given(current, p)})" for p in differ)
+        given = [(p, saved["schedule"][p], current["schedule"][p]) for p in differ]
+        given.append(("total_steps", saved["total_steps"], current["total_steps"]))
+        fix = ", ".join(f"{name}={value!r}" for name, value, other in given if value != other)
+        raise ValueError(f"the checkpoint was saved by a run with another schedule: {lines}. Wrap with the "
+                         f"checkpoint's settings ({fix}) to resume that run, or load with "
+                         "skt.load_state_dict(state, strict_settings=False) to go on under this plugin's schedule")
+
+
 class Opened(NamedTuple):
     """What :meth:`Strategy.open` gives every ``loss``: H_in as the model returned it, T(H_in), T(target) (without
     a gradient), and which training step this call is (0-based, counted before this call)."""
@@ -112,10 +142,13 @@ class Strategy(nn.Module):
         self._model = [model]  # a list: the model is not a submodule, so it is in neither parameters() nor state_dict()
         # frozen networks sit in a plain dict: not submodules, so out of parameters() and state_dict()
         self._aux: dict[str, Any] = {}
-        self._last: dict[str, Tensor] = {}
+        # the last loss() call's components: tensors stay on the device until last_losses reads them
+        self._last: dict[str, Tensor | float] = {}
         # T of every strategy's losses: the adapter's domain and scale, the strategy's μ
         self.transfer = DomainTransfer(adapter.domain, adapter.scale, adapter.negative, adapter.bayer, config.mu)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # training loss() calls
+        self._step = 0  # the host's copy of `steps`: reading the buffer would wait for the GPU at every step
+        self._strict_settings = True  # load_state_dict(..., strict_settings=False) lifts the check of run_settings
 
     @classmethod
     def settings_for(cls, adapter: Adapter) -> Settings:
@@ -148,9 +181,10 @@ class Strategy(nn.Module):
         hs = self.transfer(h_in)
         with torch.no_grad():
             ts = self.transfer(target, what="target")
-        step = int(self.steps)
+        step = self._step
         if torch.is_grad_enabled():
             self.steps += 1
+            self._step += 1
         return Opened(h_in, hs, ts, step)
 
     def before_forward(self, **extras: Any) -> None:
@@ -171,8 +205,54 @@ class Strategy(nn.Module):
 
     @property
     def last_losses(self) -> dict[str, float]:
-        """The components of the last :meth:`loss` call (unweighted), and ``total``."""
-        return {k: float(v) for k, v in self._last.items()}
+        """The components of the last :meth:`loss` call (unweighted), and ``total``.
+
+        The keys are the same at every step of a run, from the first one: a term that has not started yet is 0.
+        Computing the losses leaves them on the device; reading this copies them all to the host at once, one
+        wait for the GPU, so read it every N steps rather than every step.
+        """
+        return to_host(self._last)
+
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that shape this run: the strategy, ``total_steps``, and each schedule point as given
+        (``schedule``) and in ``loss()`` calls (``steps``). :meth:`state_dict` saves them; :meth:`load_state_dict`
+        refuses a checkpoint of another strategy or whose schedule, in steps, differs from this plugin's."""
+        cfg = self.config
+        return {"strategy": self.name, "total_steps": cfg.total_steps,
+                "schedule": {name: getattr(cfg, name) for name in cfg.schedule_points},
+                "steps": {name: cfg.steps_of(name) for name in cfg.schedule_points}}
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"settings": self.run_settings()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Nothing to restore: the saved settings are checked before anything loads, and the plugin keeps its own."""
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False, *,
+                        strict_settings: bool = True) -> Any:
+        """torch's ``load_state_dict``, which also refuses a checkpoint saved by a run with another schedule
+        (:meth:`run_settings`), naming both.
+
+        Args:
+            strict_settings: ``False`` loads such a checkpoint anyway, to go on under this plugin's schedule on
+                purpose. A checkpoint saved before the settings were kept loads unchecked.
+        """
+        self._strict_settings = strict_settings
+        try:
+            return super().load_state_dict(state_dict, strict, assign)
+        finally:
+            self._strict_settings = True
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list[str], *args: Any) -> None:
+        key = prefix + "_extra_state"
+        saved = state_dict.get(key, {}).get("settings")
+        if saved is not None and self._strict_settings:  # checked before anything of the plugin loads
+            check_resume(saved, self.run_settings())
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args)
+        if key in missing_keys and set(self.get_extra_state()) == {"settings"}:
+            missing_keys.remove(key)  # saved before the settings were, which are all that it lacks: loads unchecked
+        self._step = int(self.steps)  # the host's copy follows the loaded counter (a load may wait for the GPU)
 
     @classmethod
     def hook_plan(cls, adapter: Adapter, config: Settings) -> list[tuple[str, str]]:

@@ -382,12 +382,17 @@ class SemanticTransfer(Strategy):
     def weights(self, step: int) -> dict[str, float]:
         """The weight of each term the plugin has built, at training step ``step`` (the ramp applied)."""
         ramp = distill_ramp(step, self._start, self._warmup)
-        weights = {}
-        for term in TERMS:
-            if term.built(self):
-                weight = getattr(self.config, term.weight) if isinstance(term.weight, str) else term.weight
-                weights[term.name] = ramp * weight if term.distil else weight
-        return weights
+        return {term.name: ramp * weight if term.distil else weight for term, weight in self._lambdas()}
+
+    def _lambdas(self) -> list[tuple[Term, float]]:
+        """Each term the plugin has built, with its λ."""
+        return [(term, getattr(self.config, term.weight) if isinstance(term.weight, str) else term.weight)
+                for term in TERMS if term.built(self)]
+
+    def _logged(self) -> list[str]:
+        """The keys of :attr:`last_losses`: each term the plugin has built, but a distillation term whose λ is 0,
+        then ``orm`` and ``total``."""
+        return [term.name for term, weight in self._lambdas() if weight > 0 or not term.distil] + ["orm", "total"]
 
     def loss_terms(self, output: Any, target: Tensor) -> dict[str, Tensor]:
         """The weighted terms of :meth:`loss` (:data:`TERMS`), each differentiable, in summing order.
@@ -395,7 +400,8 @@ class SemanticTransfer(Strategy):
         A distillation term whose weight is 0 in this call (its λ, or the ramp before the distillation starts) is
         not computed and not in the dict, unless it has an ``idle`` zero (L_feat: SKAM's parameters still get a
         gradient, zero, for ``DDP``). Unweighted values go to :attr:`last_losses`, with the model's own μ-law L1
-        as ``orm``. The gradient-balance diagnostic differentiates each term on its own.
+        as ``orm``: every term whose λ is above 0, 0 before it starts. The gradient-balance diagnostic
+        differentiates each term on its own.
 
         Args:
             output: what the model returned for this batch (the adapter finds H_in in it).
@@ -418,9 +424,10 @@ class SemanticTransfer(Strategy):
             if self.hooks is not None:
                 self.hooks.clear()
         terms = {name: weights[name] * value for name, value in raw.items()}
+        total = sum(t.detach() for t in terms.values())
         # the model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin
-        self._last = {**{k: v.detach() for k, v in raw.items()}, "orm": F.l1_loss(opened.hs.detach(), opened.ts),
-                      "total": sum(t.detach() for t in terms.values())}
+        values = {**raw, "orm": F.l1_loss(opened.hs.detach(), opened.ts), "total": total}
+        self._last = {name: values[name].detach() if name in values else 0.0 for name in self._logged()}
         return terms
 
     def _arm_hooks(self, step: int) -> None:

@@ -207,8 +207,9 @@ def shuffle_channels(x: Tensor, perm: Sequence[int]) -> Tensor:
     c = x.shape[-3]
     if c % 3:
         raise ValueError(f"a channel shuffle permutes RGB triplets, but the tensor has {c} channels")
-    index = torch.tensor([3 * g + p for g in range(c // 3) for p in perm], device=x.device)
-    return x.index_select(x.ndim - 3, index)
+    # slices, not an index tensor: copying one to the GPU would wait for it
+    triplets = x.unflatten(-3, (c // 3, 3))
+    return torch.cat([triplets.narrow(-3, p, 1) for p in perm], -3).flatten(-4, -3)
 
 
 @dataclass(frozen=True)
@@ -321,7 +322,7 @@ class SmartHDR(Strategy):
         self.hooks = FeatureHooks(core, [point])
         self.teacher_hooks = FeatureHooks(self.teacher, [point])
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: it draws a few integers a step
-        self._terms: dict[str, Tensor] = {}
+        self._terms: dict[str, Tensor | float] = {}
         self._follow_model()
 
     @staticmethod
@@ -334,7 +335,7 @@ class SmartHDR(Strategy):
     @property
     def semi_supervised(self) -> bool:
         """Whether the warm-up is over: the ``loss()`` call that copies the student into the teacher has run."""
-        return int(self.steps) > self.warmup_steps
+        return self._step > self.warmup_steps
 
     def train(self, mode: bool = True) -> SmartHDR:
         super().train(mode)
@@ -385,7 +386,8 @@ class SmartHDR(Strategy):
         finally:
             self.hooks.clear()
         self._terms = {"s": cfg.lambda_k * k_s.detach()}
-        self._last = {"k_s": k_s.detach(), "total": self._terms["s"]}
+        self._last = {"k_s": k_s.detach()}
+        self._record(0.0, 0.0, 0.0, 0.0)  # until after_loss: the unlabelled components of the step are 0
         return cfg.lambda_k * k_s
 
     def _strong_input(self, x: Any, aug: Augmentation) -> Any:
@@ -423,9 +425,8 @@ class SmartHDR(Strategy):
         cfg = self.config
         param = next(self.judge.parameters())
         if not self.semi_supervised:
-            zero = torch.zeros((), device=param.device)
-            self._record(zero, zero, zero, zero)
-            return zero
+            self._record(0.0, 0.0, 0.0, 0.0)
+            return torch.zeros((), device=param.device)
         if not torch.is_grad_enabled():
             raise RuntimeError("skt.unlabelled_loss trains the student: call it with grad enabled, not under "
                                "torch.no_grad()")
@@ -434,13 +435,14 @@ class SmartHDR(Strategy):
             # the hooks capture only with grad enabled; nothing in the teacher requires grad, so no graph is kept
             pseudo = select_output(self.teacher(*weak), self.adapter.output).detach()
             with torch.no_grad():
-                size = tuple(self.transfer(pseudo, what="the teacher's pseudo-label").shape[-2:])
-                sigma_t = self._sigma(self.judge_ema, self.teacher_hooks, size)
-                mask = patch_mask(sigma_t, cfg.patch, cfg.patch_threshold) * pixel_mask(sigma_t, cfg.pixel_threshold)
                 aug = (Augmentation.draw(self.generator, self.adapter.domain != "raw") if cfg.strong_augment
                        else Augmentation())
                 pseudo = self._strong_input(pseudo, aug)
                 target = self.transfer(pseudo, what="the teacher's pseudo-label")
+                h, w = target.shape[-2:]
+                size = (w, h) if aug.rot % 2 else (h, w)  # the teacher's view, before the quarter turns
+                sigma_t = self._sigma(self.judge_ema, self.teacher_hooks, size)
+                mask = patch_mask(sigma_t, cfg.patch, cfg.patch_threshold) * pixel_mask(sigma_t, cfg.pixel_threshold)
                 mask = aug.apply(mask, channels=False)
             h_in = select_output(self.model(*[self._strong_input(x, aug) for x in weak]), self.adapter.output)
             if h_in.shape != pseudo.shape:
@@ -461,13 +463,14 @@ class SmartHDR(Strategy):
         self._record(u_l1.detach(), k_u.detach(), mask.mean(), term.detach())
         return term
 
-    def _record(self, u_l1: Tensor, k_u: Tensor, kept: Tensor, term: Tensor) -> None:
-        """Add the unlabelled components to :attr:`last_losses`; ``total`` is the step's weighted sum."""
+    def _record(self, u_l1: Tensor | float, k_u: Tensor | float, kept: Tensor | float, term: Tensor | float) -> None:
+        """Set the unlabelled components in :attr:`last_losses`; ``total`` is the step's weighted sum."""
         self._terms["u"] = term
-        self._last = {**self._last, "u_l1": u_l1, "k_u": k_u, "kept": kept, "total": sum(self._terms.values())}
+        self._last = {"k_s": self._last.get("k_s", 0.0), "u_l1": u_l1, "k_u": k_u, "kept": kept,
+                      "total": sum(self._terms.values())}
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
+        return {**super().get_extra_state(), "generator": self.generator.get_state()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

@@ -191,7 +191,7 @@ class SMHDR(Strategy):
     @property
     def mask_ratio(self) -> float:
         """The curriculum's mask ratio at the current step."""
-        return self._ratio_at(int(self.steps))
+        return self._ratio_at(self._step)
 
     def _ratio_at(self, step: int) -> float:
         return curriculum_ratio(step, self._start, self._peak, self._end, self.config.peak_ratio)
@@ -227,7 +227,7 @@ class SMHDR(Strategy):
             return False
         if ids is None:
             raise RuntimeError(
-                f"SMHDR masks this training forward (mask ratio {ratio:.3g} at step {int(self.steps)}) but has no "
+                f"SMHDR masks this training forward (mask ratio {ratio:.3g} at step {self._step}) but has no "
                 "region IDs for it: call skt.regions(ids) with the batch's (B, H, W) region IDs before each forward")
         self._drawn_from = self._generator.get_state()
         self._keep = self._draw_keep(ids, ratio)
@@ -313,8 +313,7 @@ class SMHDR(Strategy):
             if (step + 1) % cfg.refresh == 0:
                 self._refresh()
         total = cfg.lambda_region * region
-        self._last = {"region": region.detach(), "ratio": torch.tensor(ratio, dtype=torch.float64),
-                      "total": total.detach()}
+        self._last = {"region": region.detach(), "ratio": ratio, "total": total.detach()}
         return total
 
     def _accumulate(self, keys: list[int], inv: Tensor, sq: Tensor) -> None:
@@ -358,9 +357,9 @@ class SMHDR(Strategy):
             self._mask_share.update(zip(keys, region_weights(psnr, cfg.mask_temperature).tolist()))
             self._weight.update(zip(keys, region_weights(psnr, cfg.loss_temperature).tolist()))
 
-    def get_extra_state(self) -> dict[str, Tensor]:
+    def get_extra_state(self) -> dict[str, Any]:
         table, window = sorted(self._psnr), sorted(self._sse)
-        return {"ids": torch.tensor(table, dtype=torch.long),
+        return {**super().get_extra_state(), "ids": torch.tensor(table, dtype=torch.long),
                 "psnr": torch.tensor([self._psnr[k] for k in table], dtype=torch.float64),
                 "window_ids": torch.tensor(window, dtype=torch.long),
                 "window_sse": torch.tensor([self._sse[k] for k in window], dtype=torch.float64),
