@@ -5,7 +5,7 @@ from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 from torch import nn
 
 from semkt_plugin.plugin import wrap
-from semkt_plugin.skb import load_skb
+from semkt_plugin.skb import fold_batch_norms, load_skb, ultralytics_sandbox
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
 
@@ -78,9 +78,13 @@ def test_orm_checkpoint_has_exactly_the_original_keys(skb, batch, tmp_path):
     skt.unwrap()
 
 
-def test_skb_state_dict_files_load_with_weights_only(skb, tmp_path, monkeypatch):
+def test_skb_state_dict_files_load_with_weights_only(tmp_path, monkeypatch):
+    with ultralytics_sandbox():
+        from ultralytics.nn.tasks import SegmentationModel
+
+        net = SegmentationModel("yolov8n-seg.yaml", nc=1, verbose=False)
     path = tmp_path / "skb_state.pt"
-    torch.save({f"model.{k.removeprefix('layers.')}": v for k, v in skb.state_dict().items()}, path)
+    torch.save(net.state_dict(), path)
     calls = []
     real_load = torch.load
 
@@ -91,7 +95,8 @@ def test_skb_state_dict_files_load_with_weights_only(skb, tmp_path, monkeypatch)
     monkeypatch.setattr(torch, "load", spy)
     loaded = load_skb(path, arch="yolov8n-seg.yaml", num_regions=4)
     assert calls == [True]
-    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), skb.state_dict().values()))
+    fold_batch_norms(net.eval())  # as the SKB keeps its weights
+    assert all(torch.equal(a, b) for a, b in zip(loaded.layers.state_dict().values(), net.model.state_dict().values()))
 
 
 # --- the run's settings travel with the checkpoint ------------------------------------------------------------------
