@@ -56,6 +56,14 @@ def test_upstream_checkpoint_loads_strict(models, name):
     assert torch.equal(next(iter(fresh.state_dict().values())), next(iter(ckpt.values())))
 
 
+def test_safnet_s_matches_upstream_listing():
+    """SAFNet-S (no adapter of its own; docs/recipes/safnet.md wraps it with a declarative one)."""
+    from _replicas import replica_module
+
+    got = [(k, tuple(v.shape)) for k, v in replica_module("safnet").SAFNet_S().state_dict().items()]
+    assert got == expected_listing("safnet_s")
+
+
 def test_parameter_counts(models):
     # upstream numbers, from the same dumps: a cheap second check of the listings themselves
     counts = {"ahdr": 1_515_139, "hdr_transformer": 1_222_113, "sctnet": 994_555, "safnet": 1_120_849,

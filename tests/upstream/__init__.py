@@ -13,6 +13,7 @@ replica                 upstream                               file             
 ``HDRTransformer``      liuzhen03/HDR-Transformer-PyTorch      models/hdr_transformer.py       97a244bf
 ``SCTNet``              Zongwei97/SCTNet                       models/SCTNet.py, SCAB.py       56576682
 ``SAFNet``              ltkong218/SAFNet                       models/SAFNet.py, utils.py      553e72a7
+``SAFNet_S``            ltkong218/SAFNet                       models/SAFNet_S.py              553e72a7
 ``TMRNet``              cszhilu1998/BracketIRE                 models/syn_model.py             68427e36
 ======================  =====================================  ==============================  =========
 

@@ -11,6 +11,9 @@ released.
   once per level (4 calls, returns a 4-tuple of flows/masks).
 - Returns ``(img_hdr_m, img_hdr_r)``: the explicit weighted merge (not clamped) and the refined HDR
   ``clamp(img_hdr_m + res, 0, 1)``, both ``(B, 3, H, W)``; with ``refine=False`` only ``img_hdr_m``.
+
+``SAFNet_S`` (``models/SAFNet_S.py``) is the same network with a smaller refine net (``RefineNetS``: seven plain
+convolutions, no ``resblock*``); the file's other classes and the forward are identical.
 """
 from __future__ import annotations
 
@@ -196,6 +199,34 @@ class SAFNet(nn.Module):
         if not refine:
             return img_hdr_m
         return img_hdr_m, self.refinenet(img0_c, img1_c, img2_c, flow0, flow2, mask0, mask2, img_hdr_m)
+
+
+class RefineNetS(nn.Module):
+    """SAFNet-S's refinement (``models/SAFNet_S.py:105-127``): the warped frames, flows, masks and merge through
+    seven convolutions at full resolution, 32 channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = convrelu(6 + 6 + 6 + 2 + 2 + 1 + 1 + 3, 32)
+        self.conv2 = convrelu(32, 32)
+        self.conv3 = convrelu(32, 32, padding=2, dilation=2)
+        self.conv4 = convrelu(32, 32, padding=4, dilation=4)
+        self.conv5 = convrelu(32, 32, padding=2, dilation=2)
+        self.conv6 = convrelu(32, 32)
+        self.conv7 = nn.Conv2d(32, 3, 3, 1, 1, 1, bias=True)
+
+    def forward(self, img0_c, img1_c, img2_c, flow0, flow2, mask0, mask2, img_hdr_m):
+        feat = self.conv1(torch.cat([warp(img0_c, flow0), img1_c, warp(img2_c, flow2), flow0 / DIV_FLOW,
+                                     flow2 / DIV_FLOW, mask0, mask2, img_hdr_m], 1))
+        for conv in (self.conv2, self.conv3, self.conv4, self.conv5, self.conv6):
+            feat = conv(feat)
+        return torch.clamp(img_hdr_m + self.conv7(feat), 0, 1)
+
+
+class SAFNet_S(SAFNet):
+    def __init__(self):
+        super().__init__()
+        self.refinenet = RefineNetS()
 
 
 def build() -> SAFNet:
