@@ -22,7 +22,7 @@ import semkt_plugin.plugin
 
 RECIPES = ROOT / "docs" / "recipes"
 TRAINING = ROOT / "docs" / "training.md"
-TRAINING_BLOCKS = ("schedule", "ddp", "amp", "save", "resume")  # docs/training.md's python blocks, in order
+TRAINING_BLOCKS = ("schedule", "ddp", "amp", "logging", "save", "resume")  # docs/training.md's python blocks, in order
 # the test that runs a marked fragment, written just before its fence
 FRAGMENT = re.compile(r"<!-- fragment: covered by (\S+)::(\w+) -->")
 FENCE = re.compile(r"^( *)```(\w*)\s*$")

@@ -449,6 +449,19 @@ def test_training_mixed_precision(calls, amp_dtype):
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters())), "the model did not train"
 
 
+def test_training_logging(calls, tmp_path, monkeypatch, capsys):
+    """docs/training.md, "Logging": the read on step 0 gives every key as a float, to TensorBoard and to print."""
+    block = runnable(TRAINING, *TRAINING_BLOCKS)["logging"]
+    model, skt, _ = ahdr_setup(0)
+    monkeypatch.chdir(tmp_path)  # SummaryWriter() writes under ./runs
+    run(block, script(), loader=DataLoader(ahdr_pairs(2, 32), batch_size=1), model=model, skt=skt,
+        their_loss=mu_l1)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith("step 0 ")
+    assert set(printed[0].split()[2::2]) == ALL_TERMS  # every key from the first step
+    assert list((tmp_path / "runs").rglob("events.out.tfevents.*")), "nothing written for TensorBoard"
+
+
 def test_training_resume(calls, tmp_path):
     """docs/training.md, "Resume": 2 steps, save, a new run (other weights) resumes, 2 steps = 4 steps straight."""
     edits = runnable(TRAINING, *TRAINING_BLOCKS)
