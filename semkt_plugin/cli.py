@@ -6,24 +6,40 @@ import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .eval.runtime import (
+    CHECK_DEVICE_HELP,
+    DEVICE_HELP,
+    DefaultsHelp,
+    describe_model,
+    describe_skb,
+    device_arg,
+    header,
+    resolve_device,
+)
+from .eval.verdict import OFFLINE
 
-def load_object(spec: str) -> Any:
-    """``"pkg.module:Name"`` or ``"path/to/file.py:Name"`` → the object."""
+
+def load_object(spec: str, option: str = "--model") -> Any:
+    """``"pkg.module:Name"`` or ``"path/to/file.py:Name"`` → the object (``option`` names the flag in errors)."""
     target, _, name = spec.rpartition(":")
     if not target or not name:
-        raise SystemExit(f"--model wants MODULE:NAME or FILE.py:NAME, got {spec!r}")
+        raise SystemExit(f"{option} wants MODULE:NAME or FILE.py:NAME, got {spec!r}")
     if target.endswith(".py"):
         path = Path(target).resolve()
-        sys.path.insert(0, str(path.parent))  # the model file may import its neighbours, as in its own repo
+        if not path.is_file():
+            raise SystemExit(f"{option} {spec}: no file {path}")
+        sys.path.insert(0, str(path.parent))  # the file may import its neighbours, as in its own repo
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
         module = importlib.import_module(target)
+    if not hasattr(module, name):
+        raise SystemExit(f"{option} {spec}: {target} has no {name!r}")
     return getattr(module, name)
 
 
@@ -44,53 +60,108 @@ def cmd_adapters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _factory_model(spec: str, kwargs: str, namespace: bool) -> Any:
+    """``--model`` called with ``--kwargs`` (as one ``argparse.Namespace`` with ``--namespace``)."""
+    factory = load_object(spec)
+    kwargs = json.loads(kwargs)
+    return factory(argparse.Namespace(**kwargs)) if namespace else factory(**kwargs)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     import torch
 
     from .check import check_adapter
 
-    factory = load_object(args.model)
-    kwargs = json.loads(args.kwargs)
-    model = factory(argparse.Namespace(**kwargs)) if args.namespace else factory(**kwargs)
-    inputs = [torch.rand(shape) for shape in args.input]
+    device = resolve_device(args.device)
+    model = _factory_model(args.model, args.kwargs, args.namespace).to(device)
+    print(header(device, describe_model(model, args.model)))
+    inputs = [torch.rand(shape, device=device) for shape in args.input]
     report = check_adapter(model, args.adapter, inputs)
     print(report)
     return 0 if report.ok else 1
 
 
-BALANCE_AHDR = {"nChannel": 6, "nDenselayer": 3, "nFeat": 16, "growthRate": 8}  # `semkt demo`'s narrow AHDR
+EXAMPLE_AHDR = {"nChannel": 6, "nDenselayer": 3, "nFeat": 16, "growthRate": 8}  # `semkt demo`'s narrow AHDR
 
 
-def _model_and_batches(args: argparse.Namespace, data: Path) -> tuple[Any, Any, Any]:
-    """The model of ``--model`` (default: the example AHDR, built and initialised as its train.py does), the
-    training batches of ``data``, and the task loss (AHDRNet's μ-law L1), for ``balance`` and ``probe``."""
+def _model(args: argparse.Namespace) -> tuple[Any, str]:
+    """The model of ``--model`` (default: the example AHDR, built and initialised as its train.py does) in training
+    mode, seeded with ``--seed``, and its name."""
+    import torch
+
+    from .eval.paired import EXAMPLE_DIR, load_example
+
+    torch.manual_seed(args.seed)
+    if args.model is not None:
+        model = _factory_model(args.model, args.kwargs, args.namespace)
+        return model.train(), describe_model(model, args.model)
+    train, _ = load_example(EXAMPLE_DIR)
+    width = {**EXAMPLE_AHDR, **json.loads(args.kwargs)}
+    model = train.AHDR(argparse.Namespace(**width))
+    model.apply(train.weights_init_kaiming)
+    return model.train(), describe_model(model, f"the example, {', '.join(f'{k} {v}' for k, v in width.items())}")
+
+
+def kalantari_batches(data: Path, crop: int, batchsize: int) -> Callable[..., Iterable]:
+    """The default ``--batches``: shuffled random ``crop²`` patches of ``<data>/Training`` with flips, as the example
+    trains, in AHDR's input order: ``(x1, x2, x3, hdr)``, each frame ``[LDR, LDR^2.2/t]``."""
     import torch
     from torch.utils.data import DataLoader
 
     from .data.kalantari import KalantariDataset
+
+    def batches(seed: int, device: Any) -> Iterable:  # on the CPU: the run moves each batch to the device
+        return DataLoader(KalantariDataset(data, "Training", crop=crop, augment=True, seed=seed),
+                          batch_size=batchsize, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+    return batches
+
+
+def _data(args: argparse.Namespace, build: Callable[[], Path]) -> Path | None:
+    """The data folder of the default batches: ``--data``, else ``build()``; ``None`` with ``--batches``."""
+    if args.batches is not None:
+        if args.data is not None:
+            raise SystemExit("--data feeds the default batches; with --batches your function makes them: drop --data")
+        return None
+    return Path(args.data) if args.data else build()
+
+
+def _batches(args: argparse.Namespace, device: Any, data: Path | None) -> Iterable:
+    """``--batches``' batches, else the default's on ``data``."""
+    if args.batches is None:
+        return kalantari_batches(data, args.crop, args.batchsize)(seed=args.seed, device=device)
+    batches = load_object(args.batches, "--batches")(seed=args.seed, device=device)
+    if not isinstance(batches, Iterable):
+        raise SystemExit(f"--batches {args.batches} returned a {type(batches).__name__}, not an iterable of "
+                         "(*inputs, target) batches")
+    return batches
+
+
+def _loss(args: argparse.Namespace) -> Callable[[Any, Any], Any]:
+    """``--loss``, or AHDRNet's: the L1 of the μ-law tone maps of the adapter's output and the target."""
+    import torch
+
     from .domain import mu_law
-    from .eval.paired import EXAMPLE_DIR, load_example
     from .registry import get_adapter
     from .strategies.base import select_output
 
-    torch.manual_seed(args.seed)
-    kwargs = json.loads(args.kwargs)
-    if args.model is None:
-        train, _ = load_example(EXAMPLE_DIR)
-        model = train.AHDR(argparse.Namespace(**{**BALANCE_AHDR, **kwargs}))
-        model.apply(train.weights_init_kaiming)
-    else:
-        factory = load_object(args.model)
-        model = factory(argparse.Namespace(**kwargs)) if args.namespace else factory(**kwargs)
-    model.train()
-    loader = DataLoader(KalantariDataset(data, "Training", crop=args.crop, augment=True, seed=args.seed),
-                        batch_size=args.batchsize, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
+    if args.loss is not None:
+        return load_object(args.loss, "--loss")
     where = get_adapter(args.adapter).output
 
-    def task_loss(output: Any, gt: torch.Tensor) -> torch.Tensor:  # AHDRNet's: L1 of the μ-law tone maps
-        return torch.nn.functional.l1_loss(mu_law(select_output(output, where)), mu_law(gt))
+    def ahdr_loss(output: Any, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.l1_loss(mu_law(select_output(output, where)), mu_law(target))
 
-    return model, loader, task_loss
+    return ahdr_loss
+
+
+def _write(out: Path, name: str, args: argparse.Namespace, device: Any, data: Path | None, report: Any) -> None:
+    settings = {**vars(args), "device": str(device), "data": str(data) if data else None}
+    (out / f"{name}.json").write_text(
+        json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n"
+    )
+    report.plot(out / f"{name}.png")
+    print(f"wrote {out / f'{name}.json'} and {out / f'{name}.png'}")
 
 
 def cmd_balance(args: argparse.Namespace) -> int:
@@ -98,46 +169,45 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
     from .data.synth import generate_dataset
     from .eval.balance import run_balance
-    from .eval.verdict import OFFLINE
     from .plugin import wrap
 
+    device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = args.data or generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed)
-    model, loader, task_loss = _model_and_batches(args, data)
+    data = _data(args, lambda: generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed))
+    model, name = _model(args)
+    model.to(device)  # before wrap: the plugin follows the model's device
+    batches = _batches(args, device, data)
     # every term from the first step: the balance is measured on all of them
-    skt = wrap(model, args.adapter, **{**OFFLINE, "distill_start": 0, "distill_warmup": 0, **json.loads(args.config)})
+    settings = {**OFFLINE, "distill_start": 0, "distill_warmup": 0, **json.loads(args.config)}
+    skt = wrap(model, args.adapter, **settings).to(device)
+    print(header(device, name, describe_skb(settings["skb_weights"], settings.get("skb_arch"))))
     optimizer = torch.optim.Adam([*model.parameters(), *skt.parameters()], lr=args.lr)
-    report = run_balance(model, skt, loader, task_loss, optimizer, steps=args.steps, every=args.every)
+    report = run_balance(model, skt, batches, _loss(args), optimizer=optimizer, steps=args.steps, every=args.every)
     print(report.table())
-    settings = {**vars(args), "data": str(data)}
-    (out / "balance.json").write_text(
-        json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n"
-    )
-    report.plot(out / "balance.png")
-    print(f"wrote {out / 'balance.json'} and {out / 'balance.png'}")
+    _write(out, "balance", args, device, data, report)
     return 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from .data.brackets import generate_real_dataset
     from .eval.probe import ARMS, CONTROL, run_probe
-    from .eval.verdict import OFFLINE
     from .strategies.skt import SKTConfig
 
+    device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = args.data or generate_real_dataset(out / "data", eval_split="validation", seed=0)
-    model, loader, task_loss = _model_and_batches(args, data)
+    data = _data(args, lambda: generate_real_dataset(out / "data", eval_split="validation", seed=0))
+    model, name = _model(args)
+    model.to(device)  # the probe runs where the model is: its teachers are built there
+    batches = _batches(args, device, data)
     config = SKTConfig(**{**OFFLINE, "seed": args.seed, **json.loads(args.config)})
+    print(header(device, name, describe_skb(config.skb_weights, config.skb_arch)))
     arms = {**ARMS, **(CONTROL if args.truth else {})}
-    report = run_probe(model, args.adapter, loader, task_loss, steps=args.steps, arms=arms, config=config,
+    report = run_probe(model, args.adapter, batches, _loss(args), steps=args.steps, arms=arms, config=config,
                        lr=args.lr, windows=args.windows)
     print(report.table())
-    settings = {**vars(args), "data": str(data)}
-    (out / "probe.json").write_text(json.dumps({"settings": settings, **json.loads(report.to_json())}, indent=1) + "\n")
-    report.plot(out / "probe.png")
-    print(f"wrote {out / 'probe.json'} and {out / 'probe.png'}")
+    _write(out, "probe", args, device, data, report)
     return 0
 
 
@@ -155,65 +225,80 @@ def cmd_verdict(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return 0
 
 
+BATCHES_HELP = (
+    "MODULE:FUNC or FILE.py:FUNC making the training batches, called once as FUNC(seed=<--seed>, "
+    "device=<torch.device of --device>). It returns an iterable of batches, each a tuple or list (*inputs, target): "
+    "the model runs as model(*inputs), and target is what the model's output is compared with (linear HDR; RAW for "
+    "a RAW adapter). The iterable is cycled when it runs out (a one-shot iterator must hold --steps batches), and "
+    "every tensor in a batch, in tuples, lists and dicts too, is moved to --device. Default: shuffled random "
+    "--crop² patches of <--data>/Training, --batchsize a batch, in AHDR's input order (x1, x2, x3, hdr), each frame "
+    "[LDR, LDR^2.2/t]")
+LOSS_HELP = ("MODULE:FUNC or FILE.py:FUNC, the model's own loss: FUNC(output, target) -> scalar tensor, output as "
+             "model(*inputs) returns it. Default: AHDRNet's, the L1 of the μ-law tone maps (μ = 5000) of the "
+             "adapter's output and the target")
+MODEL_HELP = ("MODULE:FACTORY or FILE.py:FACTORY building the model from --kwargs (it must take the batches' inputs "
+              "and give what --loss and the adapter read); default: the example AHDR, narrow as in `semkt demo`, "
+              "initialised as its train.py does")
+
+
+def _model_options(parser: argparse.ArgumentParser, data: str) -> None:
+    """What ``balance`` and ``probe`` share: the model, its batches and loss, the adapter, the device."""
+    parser.add_argument("--model", default=None, help=MODEL_HELP)
+    parser.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory (for the example AHDR: "
+                                                       f"changes to {json.dumps(EXAMPLE_AHDR)})")
+    parser.add_argument("--namespace", action="store_true",
+                        help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
+    parser.add_argument("--adapter", default="ahdr", help="adapter name or .yaml/.toml/.json file")
+    parser.add_argument("--batches", default=None, help=BATCHES_HELP)
+    parser.add_argument("--loss", default=None, help=LOSS_HELP)
+    parser.add_argument("--data", default=None, help=f"Kalantari-layout folder with Training/, for the default "
+                                                     f"batches; default: {data}")
+    parser.add_argument("--crop", type=int, default=64, help="patch size of the default batches")
+    parser.add_argument("--batchsize", type=int, default=2, help="batch size of the default batches")
+    parser.add_argument("--device", type=device_arg, default=None, help=DEVICE_HELP)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semkt", description="Semantic Knowledge Transfer for HDR models")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="train AHDR with and without semkt on synthetic scenes and compare "
-                                "(`semkt demo --help` for options)", add_help=False)
+    sub.add_parser("demo", help="train AHDR with and without semkt on real-content scenes (exposure brackets from "
+                                "real HDR photographs) and compare (`semkt demo --help` for options)", add_help=False)
     sub.add_parser("verdict", help="paired seeds with and without semkt on real-content scenes, 95%% intervals "
                                    "(`semkt verdict --help` for options)", add_help=False)
     sub.add_parser("adapters", help="list every adapter and where it came from")
-    check = sub.add_parser("check", help="one dry forward: does an adapter fit a model?")
+    about = "one dry forward: does an adapter fit a model?"
+    check = sub.add_parser("check", help=about, description=about, formatter_class=DefaultsHelp)
     check.add_argument("--model", required=True, help="MODULE:FACTORY or FILE.py:FACTORY building the model")
     check.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory")
     check.add_argument("--namespace", action="store_true",
                        help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
     check.add_argument("--adapter", required=True, help="adapter name or .yaml/.toml/.json file")
     check.add_argument("--input", type=_shape, action="append", required=True,
-                       help="shape of one positional input, e.g. 1,6,64,64; repeat per input")
+                       help="shape of one positional input, e.g. 1,6,64,64 (uniform noise); repeat per input")
+    check.add_argument("--device", type=device_arg, default=None, help=CHECK_DEVICE_HELP)
     about = ("train a few steps and measure each semkt term's gradient on the model against its own loss's "
              "(ratio, cosine): for setting the λ's")
-    balance = sub.add_parser("balance", help=about, description=about)
-    balance.add_argument("--data", default=None,
-                         help="Kalantari-layout folder with Training/; default: 8 synthetic scenes in <out>/data")
-    balance.add_argument("--model", default=None,
-                         help="MODULE:FACTORY or FILE.py:FACTORY of a model taking AHDR's inputs (three 6-channel "
-                              "frames) and giving linear HDR; default: the example AHDR, narrow as in `semkt demo`")
-    balance.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory (for the example "
-                                                        f"AHDR: changes to {json.dumps(BALANCE_AHDR)})")
-    balance.add_argument("--namespace", action="store_true",
-                         help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
-    balance.add_argument("--adapter", default="ahdr", help="adapter name or .yaml/.toml/.json file")
-    balance.add_argument("--config", default="{}", help="JSON of semkt Config fields, e.g. '{\"lambda_feat\": 0.1}' "
-                                                        "(default here: stand-in SKB, perceptual=skb: offline)")
+    balance = sub.add_parser("balance", help=about, description=about, formatter_class=DefaultsHelp)
+    _model_options(balance, "8 generated scenes in <out>/data")
+    balance.add_argument("--config", default="{}", help="JSON of semkt Config fields on top of the offline SKB "
+                                                        f"({json.dumps(OFFLINE)}), every term from step 0; e.g. "
+                                                        "'{\"lambda_feat\": 0.1}'")
     balance.add_argument("--steps", type=int, default=50, help="training steps")
     balance.add_argument("--every", type=int, default=1, help="measure every this many steps")
-    balance.add_argument("--crop", type=int, default=64, help="training patch size")
-    balance.add_argument("--batchsize", type=int, default=2)
     balance.add_argument("--lr", type=float, default=5e-4, help="Adam's, as `semkt demo`")
     balance.add_argument("--seed", type=int, default=0, help="model init, data and crops")
     balance.add_argument("--out", default="semkt_balance", help="folder for balance.json and balance.png")
     about = ("train the model with its own loss and, beside it, teachers with and without the SKB's priors: "
              "does this SKB give this teacher anything it can use on this data? (minutes on a GPU)")
-    probe = sub.add_parser("probe", help=about, description=about)
-    probe.add_argument("--data", default=None, help="Kalantari-layout folder with Training/; default: the "
-                                                    "real-content training scenes in <out>/data")
-    probe.add_argument("--model", default=None, help="MODULE:FACTORY or FILE.py:FACTORY of a model taking AHDR's "
-                                                     "inputs and giving linear HDR; default: the example AHDR, "
-                                                     "narrow as in `semkt demo`")
-    probe.add_argument("--kwargs", default="{}", help="JSON keyword arguments for the factory")
-    probe.add_argument("--namespace", action="store_true",
-                       help="pass --kwargs as one argparse.Namespace, for constructors like AHDR(args)")
-    probe.add_argument("--adapter", default="ahdr", help="adapter name or .yaml/.toml/.json file")
-    probe.add_argument("--config", default="{}", help="JSON of semkt Config fields every teacher starts from, e.g. "
-                                                      "'{\"skb_weights\": \"FastSAM-s.pt\"}' "
-                                                      "(default here: the stand-in SKB)")
+    probe = sub.add_parser("probe", help=about, description=about, formatter_class=DefaultsHelp)
+    _model_options(probe, "the real-content training scenes in <out>/data")
+    probe.add_argument("--config", default="{}", help="JSON of semkt Config fields every teacher starts from, on top "
+                                                      f"of the offline SKB ({json.dumps(OFFLINE)}); e.g. "
+                                                      "'{\"skb_weights\": \"FastSAM-s.pt\"}'")
     probe.add_argument("--truth", action="store_true", help="add the control: a teacher given the SKB's priors of the "
                                                              "ground truth itself")
     probe.add_argument("--steps", type=int, default=300, help="training steps; margins over the second half")
     probe.add_argument("--windows", type=int, default=5, help="windows the second half is split into")
-    probe.add_argument("--crop", type=int, default=64, help="training patch size")
-    probe.add_argument("--batchsize", type=int, default=2)
     probe.add_argument("--lr", type=float, default=5e-4, help="Adam's, for the model and the teachers")
     probe.add_argument("--seed", type=int, default=0, help="model init, data, crops and the teachers' init")
     probe.add_argument("--out", default="semkt_probe", help="folder for probe.json and probe.png")

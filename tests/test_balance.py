@@ -88,7 +88,7 @@ def test_run_balance_measures_before_each_step_and_steps_on_task_plus_terms():
     skt = ToyPlugin(model)
     batches = [(torch.ones(1, 2), torch.zeros(1))]  # (*inputs, target), reused every pass
     optimizer = torch.optim.SGD([*model.parameters(), *skt.parameters()], lr=1.0)
-    report = run_balance(model, skt, batches, lambda out, gt: half_norm(model), optimizer, steps=1)
+    report = run_balance(model, skt, batches, lambda out, gt: half_norm(model), optimizer=optimizer, steps=1)
     fresh = Toy()
     assert report.records[0]["balance"] == gradient_balance(*toy_losses(fresh), fresh, groups=True)
     assert report.records[0]["task_norm"] == pytest.approx(13) and report.records[0]["task"] == pytest.approx(84.5)
@@ -98,7 +98,8 @@ def test_run_balance_measures_before_each_step_and_steps_on_task_plus_terms():
     )
     assert torch.equal(skt.teacher, -torch.ones(2))
 
-    report = run_balance(model, skt, batches, lambda out, gt: half_norm(model), optimizer, steps=5, every=2)
+    report = run_balance(model, skt, batches, lambda out, gt: half_norm(model), optimizer=optimizer, steps=5,
+                         every=2)
     assert [r["step"] for r in report.records] == [0, 2, 4] and skt.calls == 6  # one loss_terms call per step
     assert report.summary()["feat"]["negative_cosine"] == 1  # feat undoes the task's pull on b
     assert "feat/b" not in report.table() and "distill" in report.table()

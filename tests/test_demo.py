@@ -5,6 +5,7 @@ import math
 import pytest
 
 from semkt_plugin import cli
+from semkt_plugin.eval.runtime import describe_device, resolve_device
 
 TINY = ["--steps", "2", "--crop", "32", "--batchsize", "1", "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2",
         "--seeds", "1"]
@@ -26,6 +27,9 @@ def test_demo_writes_table_results_and_figure(tmp_path, capsys):
     assert (out / "figure.png").stat().st_size > 0 and (out / "data" / "synth.json").exists()
     printed = capsys.readouterr().out
     assert "AHDR + semkt" in printed and "PSNR-μ" in printed and "gain over AHDR at the same seed" in printed
+    device = str(resolve_device())  # cuda when there is one: the device reaches the example's train.py
+    assert results["settings"]["device"] == device and boosted["args"][boosted["args"].index("--device") + 1] == device
+    assert f"device  {describe_device(device)}" in printed and "SKB     standin" in printed
 
 
 @pytest.mark.slow

@@ -141,6 +141,7 @@ def test_semkt_probe_runs_on_the_example_ahdr(tmp_path, capsys):
                      "--kwargs", '{"nFeat": 8, "growthRate": 4, "nDenselayer": 2}', "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "teacher margin over the model" in printed and "priors from the truth" in printed
+    assert "SKB: standin" in printed and "device: cpu" in printed and "model   AHDR (the example, " in printed
     result = json.loads((out / "probe.json").read_text())
     assert set(result["spg"]) == {"no priors", "priors from the output", "priors from the truth"}
     assert len(result["orm"]) == 10 and result["bounds"] == [[5, 7], [7, 10]]

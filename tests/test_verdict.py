@@ -63,14 +63,20 @@ def test_verdict_end_to_end_writes_gains_per_seed(tmp_path, capsys):
 
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     args = ["verdict", "--data", str(data), "--out", str(tmp_path / "v"), "--seeds", "2", "--steps", "2",
-            "--crop", "32", "--batchsize", "1", "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2"]
+            "--crop", "32", "--batchsize", "1", "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2",
+            "--device", "cpu"]
     assert cli.main(args) == 0
     result = json.loads((tmp_path / "v" / "validation" / "verdict.json").read_text())
+    assert result["settings"]["device"] == "cpu"
+    run = json.loads((tmp_path / "v" / "validation" / "seed0" / "ahdr" / "run.json").read_text())
+    assert run["args"][run["args"].index("--device") + 1] == "cpu"  # it reaches the example's own train.py
     gain = result["summary"]["AHDR + semkt"]["gain"]["psnr_mu"]
     base, semkt = (result["runs"][k] for k in ("AHDR", "AHDR + semkt"))
     assert [r["seed"] for r in base] == [0, 1] == [r["seed"] for r in semkt]
     assert gain["per_seed"] == pytest.approx([s["test"]["psnr_mu"] - b["test"]["psnr_mu"] for s, b in zip(semkt, base)])
     assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1]
     assert all(r["threads"] == torch.get_num_threads() for r in base + semkt)
-    assert "95 % CI" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "95 % CI" in printed and "device  cpu" in printed and "SKB     standin" in printed
+    assert "model   AHDR (the example, nFeat 8, growthRate 4, nDenselayer 2), " in printed
     assert (tmp_path / "v" / "validation" / "verdict.png").stat().st_size > 0

@@ -12,7 +12,7 @@ ratio 0, since L_spg moves only the teacher; anything else means its gradient le
 ``RDB1``, ...), which shows where a term pulls. These are the numbers to set λ1, λ2 and λ_feat from on a new
 baseline: a ratio far below 1 does nothing, one far above it drowns the task loss.
 
-    report = run_balance(model, skt, loader, lambda out, gt: l1(out, gt), optimizer, steps=50)
+    report = run_balance(model, skt, loader, lambda out, gt: l1(out, gt), optimizer=optimizer, steps=50)
     print(report.table()); report.plot("balance.png")
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..checks import check
 from ..hooks import unwrap_container
 from ..strategies.skt import SemanticTransfer
-from .batches import forever
+from .batches import forever, split
 
 __all__ = ["BalanceReport", "compare", "gradient_balance", "run_balance", "term_gradients", "trainable_parameters"]
 
@@ -227,22 +227,23 @@ class BalanceReport:
 
 
 def run_balance(model: nn.Module, skt: SemanticTransfer, batches: Iterable[Sequence[Any]],
-                task_loss_fn: Callable[[Any, Tensor], Tensor], optimizer: torch.optim.Optimizer | None = None,
+                loss: Callable[[Any, Any], Tensor], *, optimizer: torch.optim.Optimizer | None = None,
                 steps: int = 50, every: int = 1, groups: bool = True) -> BalanceReport:
-    """Train ``steps`` steps as a user's loop does (``L_task + skt.loss``) and measure the balance along the way.
+    """Train ``steps`` steps as a user's loop does (``loss + skt.loss``) and measure the balance along the way.
 
     Each measurement is taken before its step's update, on the same forward and the same terms the step then
     backpropagates (one ``loss_terms`` call per step, so SKAM's masks and the warm-up advance as in training).
     The model and the plugin are trained: copy them first to keep them as they were. Single process: under DDP
-    the plugin's own gradients would not be averaged.
+    the plugin's own gradients would not be averaged. Everything runs on the model's device: every tensor of each
+    batch is moved there (through tuples, lists and dicts).
 
     Args:
-        model: the user's model, wrapped by ``skt``; in the mode to train in (``model.train()``).
+        model: the user's model, wrapped by ``skt``; in the mode to train in (``model.train()``), on the device to
+            run on (``skt`` follows it when wrapped after the move).
         skt: the plugin, ``wrap(model, ...)``.
-        batches: ``(*inputs, target)`` tuples (what a DataLoader over a Kalantari-layout dataset yields:
-            ``x1, x2, x3, gt``), iterated again when exhausted; tensors are moved to the model's device and
-            ``output = model(*inputs)``.
-        task_loss_fn: the user's own loss, ``task_loss_fn(output, target)`` on the raw output.
+        batches: ``(*inputs, target)`` tuples or lists (what a DataLoader over a Kalantari-layout dataset yields:
+            ``x1, x2, x3, gt``), ``output = model(*inputs)``; iterated again when exhausted.
+        loss: the user's own loss, ``loss(output, target)`` → a scalar tensor, on the raw output.
         optimizer: over the model's and the plugin's parameters; ``None``: Adam, lr 1e-4 (AHDRNet's).
         steps: optimizer steps.
         every: measure at steps 0, every, 2·every, ... (steps taken before the measurement).
@@ -255,9 +256,9 @@ def run_balance(model: nn.Module, skt: SemanticTransfer, batches: Iterable[Seque
     device = next(model.parameters()).device
     records = []
     for step, batch in zip(range(steps), forever(batches)):
-        *inputs, target = (x.to(device) if isinstance(x, Tensor) else x for x in batch)
+        inputs, target = split(batch, device)
         output = model(*inputs)
-        task = task_loss_fn(output, target)
+        task = loss(output, target)
         terms = skt.loss_terms(output, target)
         if step % every == 0:
             balance, task_norm = _balance(task, terms, model, groups)

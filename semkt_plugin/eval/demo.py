@@ -23,6 +23,7 @@ from ..data.kalantari import read_hdr, read_scene
 from ..data.layout import scene_dirs
 from ..domain import mu_law
 from .paired import EXAMPLE_DIR, Training, Variant, paired_runs
+from .runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, resolve_device
 from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, summarise, training_curves
 
 STRATEGY_ROWS = ("skt", "smhdr", "smarthdr")
@@ -30,7 +31,8 @@ FLAGS = {"no_content": "w/o L_content", "no_color": "w/o L_color", "no_skam": "w
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="semkt demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="semkt demo", description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsHelp)
     parser.add_argument("--out", default="semkt_demo", help="output folder (data, checkpoints, results)")
     parser.add_argument("--scenes", choices=("real", "synthetic"), default="real",
                         help="real: brackets from real HDR photographs (test split); synthetic: generated sprites")
@@ -63,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--perceptual", default=OFFLINE["perceptual"],
                         help="semkt Config.perceptual ('vgg19' needs its weights)")
     parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
+    parser.add_argument("--device", type=device_arg, default=None,
+                        help=DEVICE_HELP + "; passed to the example's train.py and test.py")
     return parser.parse_args(argv)
 
 
@@ -164,7 +168,9 @@ def main(argv: list[str] | None = None) -> dict:
     semkt = {"skb_weights": args.skb, "perceptual": args.perceptual, **json.loads(args.config),
              **{k: v for name in off for k, v in ABLATIONS[name].items()}}
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
-                     args.nDenselayer, args.example_dir)
+                     args.nDenselayer, args.example_dir, str(resolve_device(args.device)))
+    print(header(setup.device, setup.describe_model(),
+                 describe_skb(semkt["skb_weights"], semkt.get("skb_arch"))))
     seeds = list(range(args.seed, args.seed + args.seeds))
     arms = strategy_variants(args, semkt, off)
     runs = paired_runs(setup, arms, seeds, out)
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{test_scenes} {args.scenes if not args.data else ''} test scenes, {args.steps} steps per run, "
           f"seeds {seeds[0]}..{seeds[-1]}\n{table}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    results = {"settings": {**settings, "data": str(data)}, "table": table, "summary": summary, "runs": runs}
+    results = {"settings": {**settings, "data": str(data), "device": setup.device}, "table": table, "summary": summary,
+               "runs": runs}
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     save_figure(out / "figure.png", data, {name: seeds_[0] for name, seeds_ in runs.items()})
     print(f"wrote {out / 'results.json'} and {out / 'figure.png'}")

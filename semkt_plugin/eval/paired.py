@@ -6,8 +6,9 @@ runs of a pair share ``--seed``: the same initial weights and the same batches (
 generators, and ``wrap`` builds the plugin under a forked RNG), so their difference is semkt's effect alone.
 
 Each finished run leaves ``run.json`` in its folder; a later call with the same arguments reads it instead of
-training again, so an interrupted experiment resumes where it stopped. The record keys on the arguments only, not
-on the code or the SKB weights: after changing either, use another output folder.
+training again, so an interrupted experiment resumes where it stopped. The record keys on the arguments only (the
+device is one: a run on another device trains again), not on the code or the SKB weights: after changing either,
+use another output folder.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from .. import example_ahdr
+from .runtime import describe_model, resolve_device
 
 EXAMPLE_DIR = Path(example_ahdr.__file__).parent
 EXAMPLE_MODULES = ("model", "dataset", "train", "test")
@@ -51,7 +53,8 @@ def load_example(example_dir: Path = EXAMPLE_DIR) -> tuple[ModuleType, ModuleTyp
 
 @dataclass
 class Training:
-    """What every run of an experiment shares: data, steps, optimisation and the AHDR's width."""
+    """What every run of an experiment shares: data, steps, optimisation, the AHDR's width and the device
+    (``train.py``'s and ``test.py``'s ``--device``; the default: :func:`~semkt_plugin.eval.runtime.resolve_device`)."""
 
     data: Path
     steps: int = 600
@@ -62,6 +65,7 @@ class Training:
     growthRate: int = 8
     nDenselayer: int = 3
     example_dir: Path = EXAMPLE_DIR
+    device: str = field(default_factory=lambda: str(resolve_device()))
 
     def model_args(self) -> list[str]:
         return ["--nFeat", str(self.nFeat), "--growthRate", str(self.growthRate),
@@ -69,7 +73,15 @@ class Training:
 
     def train_args(self) -> list[str]:
         return ["--data_dir", str(self.data), "--steps", str(self.steps), "--batchsize", str(self.batchsize),
-                "--crop", str(self.crop), "--lr", str(self.lr), *self.model_args()]
+                "--crop", str(self.crop), "--lr", str(self.lr), *self.model_args(), "--device", self.device]
+
+    def describe_model(self) -> str:
+        """The model ``train.py`` builds with these settings, in words: class, where from, width, parameters."""
+        train, _ = load_example(self.example_dir)
+        model = train.AHDR(train.parse_args(["--data_dir", str(self.data), *self.model_args()]))
+        where = "the example" if self.example_dir == EXAMPLE_DIR else str(self.example_dir)
+        return describe_model(model, f"{where}, nFeat {self.nFeat}, growthRate {self.growthRate}, "
+                                     f"nDenselayer {self.nDenselayer}")
 
 
 @dataclass
@@ -114,7 +126,7 @@ def run(train: ModuleType, test: ModuleType, setup: Training, variant: Variant, 
             return done
     summary = train.main(args)
     metrics = test.main(["--data_dir", str(setup.data), "--trained_model_dir", str(run_dir),
-                         "--result_dir", str(run_dir / "results"), *setup.model_args()])
+                         "--result_dir", str(run_dir / "results"), *setup.model_args(), "--device", setup.device])
     done = {"seed": seed, "variant": variant.name, "args": args, "semkt": variant.semkt, "train": summary,
             "test": metrics, "results_dir": str(run_dir / "results"), "threads": torch.get_num_threads()}
     record.write_text(json.dumps(done) + "\n")  # written last: a run cut short is trained again

@@ -8,8 +8,12 @@ one without has, on this data, nothing from the SKB it can use, and distilling i
 network learns by itself. The control ``{"prior_source": "truth"}`` gives a teacher the SKB's priors of the ground
 truth itself: if even those do not raise its margin, the teacher cannot use priors, whatever the segmenter.
 
+    model.to("cuda")                                      # the probe runs where the model is
     report = run_probe(model, "ahdr", loader, their_loss, steps=300, lr=1e-4)
     print(report.table()); report.plot("probe.png")
+
+``loader`` is any iterable of ``(*inputs, target)`` batches (a DataLoader, a list, a generator function's result),
+cycled when it runs out; ``their_loss(output, target)`` is the model's own loss on ``output = model(*inputs)``.
 
 Margins are read over the second half of the run, split into ``windows`` windows; the interval is Student's t
 over those windows. Neighbouring windows of one run are not independent samples, so the interval describes the
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,9 @@ from ..adapter import Adapter
 from ..registry import get_adapter
 from ..settings import merge
 from ..strategies.skt import SemanticTransfer, SKTConfig, load_configured_skb
-from .batches import forever
+from .batches import forever, split
 from .margin import teacher_margin
+from .runtime import describe_device, describe_model, describe_skb
 from .stats import PairedGain, mean_interval, paired_gain
 
 REFERENCE = "no priors"
@@ -68,12 +73,14 @@ class ProbeReport:
         spg: per arm, its teacher's L_spg at each step.
         windows: how many windows the second half of the run is split into.
         reference: the arm the others are compared with.
+        setup: what ran, in words: ``device``, ``SKB`` and ``model`` (:mod:`semkt_plugin.eval.runtime`).
     """
 
     orm: list[float]
     spg: dict[str, list[float]]
     windows: int = 5
     reference: str = REFERENCE
+    setup: dict[str, str] = field(default_factory=dict)
 
     def bounds(self) -> list[tuple[int, int]]:
         """``[start, stop)`` of each window: the second half of the steps, split evenly."""
@@ -100,9 +107,10 @@ class ProbeReport:
     def table(self) -> str:
         """The margins, the gains over the reference arm, and what they say."""
         (a, _), (_, b) = self.bounds()[0], self.bounds()[-1]
-        lines = [f"teacher margin over the model, 1 − L_spg / the model's μ-law L1 (×100), steps {a}–{b - 1} in "
-                 f"{len(self.bounds())} windows: mean [95 % CI over the windows]",
-                 f"  the model's μ-law L1 there: {sum(self.orm[a:b]) / (b - a):.4f}"]
+        lines = [f"{name}: {value}" for name, value in self.setup.items()]
+        lines += [f"teacher margin over the model, 1 − L_spg / the model's μ-law L1 (×100), steps {a}–{b - 1} in "
+                  f"{len(self.bounds())} windows: mean [95 % CI over the windows]",
+                  f"  the model's μ-law L1 there: {sum(self.orm[a:b]) / (b - a):.4f}"]
         width = max(len(arm) for arm in self.spg) + 2
         summary = self.summary()
         for arm, entry in summary.items():
@@ -116,8 +124,8 @@ class ProbeReport:
         return "\n".join(lines)
 
     def to_json(self) -> str:
-        return json.dumps({"orm": self.orm, "spg": self.spg, "windows": self.windows, "reference": self.reference,
-                           "bounds": self.bounds(), "summary": self.summary()}, indent=1)
+        return json.dumps({"setup": self.setup, "orm": self.orm, "spg": self.spg, "windows": self.windows,
+                           "reference": self.reference, "bounds": self.bounds(), "summary": self.summary()}, indent=1)
 
     def plot(self, path: str | Path) -> None:
         """Left: the model's μ-law L1 and each teacher's L_spg over the steps. Right: each teacher's margin over the
@@ -166,18 +174,32 @@ def _reading(gain: PairedGain) -> str:
     return "no difference this run can show"
 
 
-def run_probe(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter,
-              batches: Iterable[Sequence[Any]], task_loss_fn: Callable[[Any, Tensor], Tensor], steps: int = 300,
+def _skb_name(plugins: Mapping[str, SemanticTransfer], config: SKTConfig, skb: nn.Module | None) -> str:
+    if all(plugin.skb is None for plugin in plugins.values()):
+        return "none: no arm reads it"
+    if skb is not None:
+        return f"given ({type(skb).__name__})"
+    return describe_skb(config.skb_weights, config.skb_arch)
+
+
+def run_probe(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, batches: Iterable[Sequence[Any]],
+              loss: Callable[[Any, Any], Tensor], *, steps: int = 300,
               arms: Mapping[str, Mapping[str, Any]] | None = None, config: SKTConfig | None = None,
               optimizer: torch.optim.Optimizer | None = None, lr: float = 1e-4, windows: int = 5,
               skb: nn.Module | None = None, progress: bool = True) -> ProbeReport:
     """Train the model with its own loss for ``steps`` steps, and one teacher per arm beside it.
 
+    Everything runs on the model's device: the teachers (and the SKB) are built there and every tensor of each
+    batch is moved there (through tuples, lists and dicts).
+
     Args:
-        model: the user's model, not wrapped; in training mode. It is trained: copy it first to keep it.
+        model: the user's model, not wrapped; in training mode, on the device to run on. It is trained: copy it
+            first to keep it.
         adapter: as for :func:`~semkt_plugin.wrap`.
-        batches: ``(*inputs, target)`` tuples, iterated again when exhausted; ``output = model(*inputs)``.
-        task_loss_fn: the model's own loss, ``task_loss_fn(output, target)``.
+        batches: ``(*inputs, target)`` tuples or lists, ``output = model(*inputs)``; iterated again when exhausted
+            (a one-shot iterator must hold ``steps`` batches). ``target`` is what the plugin compares the adapter's
+            output with (linear HDR, or RAW for a RAW adapter).
+        loss: the model's own loss, ``loss(output, target)`` → a scalar tensor, on the raw ``output``.
         steps: training steps; margins are read over the second half.
         arms: name → :class:`~semkt_plugin.SKTConfig` changes of each teacher; default :data:`ARMS` (no priors, and
             the SKB on the model's output).
@@ -193,23 +215,25 @@ def run_probe(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapte
                          f"{2 * windows} steps or fewer windows")
     adapter = get_adapter(adapter)
     arms = ARMS if arms is None else arms
-    plugins = teachers(model, adapter, config or SKTConfig(), arms, skb)
+    config = config or SKTConfig()
+    device = next(model.parameters()).device
+    plugins = {name: plugin.to(device) for name, plugin in teachers(model, adapter, config, arms, skb).items()}
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     teacher_opt = torch.optim.Adam([p for plugin in plugins.values() for p in plugin.parameters()], lr=lr)
-    device = next(model.parameters()).device
+    setup = {"device": describe_device(device), "SKB": _skb_name(plugins, config, skb), "model": describe_model(model)}
     orm: list[float] = []
     spg: dict[str, list[float]] = {name: [] for name in plugins}
     for _, batch in tqdm(zip(range(steps), forever(batches)), total=steps, desc="semkt probe", disable=not progress):
-        *inputs, target = (x.to(device) if isinstance(x, Tensor) else x for x in batch)
+        inputs, target = split(batch, device)
         output = model(*inputs)
-        loss = task_loss_fn(output, target)
+        total = loss(output, target)
         for name, plugin in plugins.items():
-            loss = loss + plugin.loss(output, target)  # L_spg alone: it moves only its teacher
+            total = total + plugin.loss(output, target)  # L_spg alone: it moves only its teacher
             spg[name].append(plugin.last_losses["spg"])
         orm.append(next(iter(plugins.values())).last_losses["orm"])
         optimizer.zero_grad()
         teacher_opt.zero_grad()
-        loss.backward()
+        total.backward()
         optimizer.step()
         teacher_opt.step()
-    return ProbeReport(orm, spg, windows)
+    return ProbeReport(orm, spg, windows, setup=setup)

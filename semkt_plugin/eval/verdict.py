@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .margin import run_margin
 from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
+from .runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, resolve_device
 from .stats import mean_interval, paired_gain
 
 BASELINE = "AHDR"
@@ -34,7 +35,8 @@ GAIN_METRICS = ("psnr_mu", "psnr_l", "ssim_mu")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="semkt verdict", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="semkt verdict", description=__doc__.split("\n\n")[0],
+                                     formatter_class=DefaultsHelp)
     parser.add_argument("--split", choices=("validation", "test"), default="validation",
                         help="evaluation split: choose settings on validation; test once, at the end")
     parser.add_argument("--out", type=Path, default=Path("semkt_verdict"), help="output folder (data, runs, results)")
@@ -57,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=None,
                         help="Kalantari-layout data to use instead of the real-content scenes (its Test/ is evaluated)")
     parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
+    parser.add_argument("--device", type=device_arg, default=None,
+                        help=DEVICE_HELP + "; passed to the example's train.py and test.py")
     return parser.parse_args(argv)
 
 
@@ -214,15 +218,18 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         data = args.data
     setup = Training(data, args.steps, args.batchsize, args.crop, args.lr, args.nFeat, args.growthRate,
-                     args.nDenselayer, args.example_dir)
+                     args.nDenselayer, args.example_dir, str(resolve_device(args.device)))
     seeds = list(range(args.seed, args.seed + args.seeds))
     config = json.loads(args.config)
+    semkt = {**OFFLINE, **config}
+    print(header(setup.device, setup.describe_model(),
+                 describe_skb(semkt["skb_weights"], semkt.get("skb_arch"))))
     runs = paired_runs(setup, variants(config, args.ablations, args.variant), seeds, out)
     summary = summarise(runs)
     table = format_table(summary)
     print(f"\n{args.split} split, {args.steps} steps per run, seeds {seeds[0]}..{seeds[-1]}\n{table}")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    results = {"settings": {**settings, "data": str(data)}, "summary": summary, "table": table,
+    results = {"settings": {**settings, "data": str(data), "device": setup.device}, "summary": summary, "table": table,
                "runs": {name: [{**{k: r.get(k) for k in ("seed", "semkt", "test", "threads")}, "margin": margin(r)}
                                for r in rs] for name, rs in runs.items()}}
     (out / "verdict.json").write_text(json.dumps(results, indent=1) + "\n")
