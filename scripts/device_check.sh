@@ -8,7 +8,7 @@
 #
 # Where the machine has no package index, carry wheels in .whl/ (semkt's own from `pip wheel --no-deps .`, and
 # kornia, kornia_rs, ultralytics, ultralytics-thop, ultralytics-platform for its Python): they are installed into
-# /tmp/site first.
+# /tmp/site first (WHEELS=DIR to take them from elsewhere).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUTDIR=${OUT:-$PWD}
@@ -21,9 +21,10 @@ PROBE=${PROBE:-'--crop 128 --batchsize 8 --kwargs {"nFeat":64,"growthRate":32,"n
 BENCH=${BENCH:-'--setup 64:256:8 --setup 64:128:8 --steps 8'}
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu and small STEPS, UPSTREAM, BENCH: a dry run of the script itself
 export PYTHONUNBUFFERED=1
-if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
+WHEELS=${WHEELS:-$ROOT/.whl}
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        "$ROOT"/.whl/*.whl || exit 1
+        "$WHEELS"/*.whl || exit 1
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 WORK=$(mktemp -d)  # outside the checkout, so the installed semkt is the one imported
@@ -62,9 +63,9 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
     echo
 } >"$REPORT"
 
-section "Training step (bench_step), nFeat 64, batch 8" 150 bench_step.txt \
+section "Training step (bench_step), nFeat 64, batch 8" 90 bench_step.txt \
     python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE
-section "Training step, slim teacher (teacher_stride 2)" 100 bench_slim.txt \
+section "Training step, slim teacher (teacher_stride 2)" 70 bench_slim.txt \
     python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE \
     "--config '{\"teacher_stride\": 2}'"
 
@@ -89,7 +90,7 @@ probe() {
     for ((s = 0; s < PROBE_SEEDS; s++)); do echo "seed $s"; grep -v -E 'it/s\]|s/it\]' "probe_seed$s.log"; done
 }
 export -f probe
-section "Probe, upstream width, $PROBE_SEEDS seeds x $STEPS steps" 120 probe.txt probe
+section "Probe, upstream width, $PROBE_SEEDS seeds x $STEPS steps" 130 probe.txt probe
 
 echo "total $((SECONDS - start)) s" >>"$REPORT"
 cat "$REPORT"

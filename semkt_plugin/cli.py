@@ -18,6 +18,7 @@ from .eval.runtime import (
     describe_skb,
     device_arg,
     header,
+    named_settings,
     resolve_device,
 )
 from .eval.verdict import OFFLINE
@@ -203,7 +204,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     batches = _batches(args, device, data)
     config = SKTConfig(**{**OFFLINE, "seed": args.seed, **json.loads(args.config)})
     print(header(device, name, describe_skb(config.skb_weights, config.skb_arch)))
-    arms = {**ARMS, **(CONTROL if args.truth else {})}
+    arms = {**ARMS, **(CONTROL if args.truth else {}), **dict(named_settings(a, "--arm") for a in args.arm)}
     report = run_probe(model, args.adapter, batches, _loss(args), steps=args.steps, arms=arms, config=config,
                        lr=args.lr, windows=args.windows)
     print(report.table())
@@ -297,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       "'{\"skb_weights\": \"FastSAM-s.pt\"}'")
     probe.add_argument("--truth", action="store_true", help="add the control: a teacher given the SKB's priors of the "
                                                              "ground truth itself")
+    probe.add_argument("--arm", action="append", default=[], metavar="NAME=JSON",
+                       help="one more teacher, with these settings changed (repeat), e.g. "
+                            "'slim={\"teacher_stride\": 2}': its margin beside the others'")
     probe.add_argument("--steps", type=int, default=300, help="training steps; margins over the second half")
     probe.add_argument("--windows", type=int, default=5, help="windows the second half is split into")
     probe.add_argument("--lr", type=float, default=5e-4, help="Adam's, for the model and the teachers")

@@ -3,7 +3,9 @@ model they print before they start, and the help that shows every default."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,3 +97,15 @@ def header(device: torch.device | str, model: str, skb: str | None = None) -> st
     """The lines a command prints before it runs: the device, the SKB (where one is read) and the model."""
     rows = [("device", describe_device(device)), *([("SKB", skb)] if skb else []), ("model", model)]
     return "\n".join(f"{name:<7} {value}" for name, value in rows)
+
+
+def named_settings(spec: str, flag: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME=JSON"`` (a ``--variant`` or ``--arm``) → ``(NAME, settings)``; anything else exits naming ``flag``."""
+    name, sep, changes = spec.partition("=")
+    try:
+        settings = json.loads(changes) if sep and name else None
+    except json.JSONDecodeError:
+        settings = None
+    if not isinstance(settings, dict):
+        raise SystemExit(f"{flag} wants NAME=JSON with a JSON object of settings, got {spec!r}")
+    return name, settings

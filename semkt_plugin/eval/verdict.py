@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .margin import run_margin
 from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
-from .runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, resolve_device
+from .runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, named_settings, resolve_device
 from .stats import mean_interval, paired_gain
 
 BASELINE = "AHDR"
@@ -70,10 +70,8 @@ def variants(config: dict, ablations: bool, named: list[str] = ()) -> list[Varia
     semkt = {**OFFLINE, **config}
     rows = [Variant(BASELINE)]
     for spec in named:
-        name, sep, changes = spec.partition("=")
-        if not sep:
-            raise SystemExit(f"--variant wants NAME=JSON, got {spec!r}")
-        rows.append(Variant(f"AHDR + semkt {name}", {**semkt, **json.loads(changes)}))
+        name, changes = named_settings(spec, "--variant")
+        rows.append(Variant(f"AHDR + semkt {name}", {**semkt, **changes}))
     if not named:
         rows.append(Variant("AHDR + semkt", semkt))
     if ablations:
