@@ -99,7 +99,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .data.synth import generate_dataset
     from .eval.balance import run_balance
     from .eval.verdict import OFFLINE
-    from .plugin import wrap
+    from .wrapping import wrap
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from semkt_plugin.adapter import HookPoint
-from semkt_plugin.hooks import FeatureHooks, infer_channels, to_map, tokens_to_map
+from semkt_plugin.feature_hooks import FeatureHooks, infer_channels, to_map, tokens_to_map
 from semkt_plugin.strategies.skam import SKAM, complementary_masks, spread
 
 

@@ -6,7 +6,7 @@ import torch
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 
 from semkt_plugin import Adapter, Config, HookPoint
-from semkt_plugin.plugin import wrap
+from semkt_plugin.wrapping import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
 

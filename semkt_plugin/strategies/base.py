@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..adapter import Adapter
 from ..domain import DomainTransfer
-from ..hooks import unwrap_container
+from ..feature_hooks import unwrap_container
 from ..settings import Settings, field_names, merge
 
 # the plugin each wrapped model is wrapped by (the model as passed, and the model behind its containers)

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter
-from ..checks import check
-from ..hooks import FeatureHooks, hook_channels, unwrap_container
+from ..feature_hooks import FeatureHooks, hook_channels, unwrap_container
 from ..perceptual import build_perceptual, vgg19_state_dict
 from ..pretrained import MissingWeights, missing_weights
 from ..settings import Settings
+from ..validation import check
 from .base import Opened, Strategy
 from .losses import content_loss, histogram_loss
 from .skam import SKAM

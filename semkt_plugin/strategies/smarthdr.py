@@ -39,9 +39,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..checks import check
-from ..hooks import FeatureHooks, hook_channels, unwrap_container
+from ..feature_hooks import FeatureHooks, hook_channels, unwrap_container
 from ..settings import Settings
+from ..validation import check
 from .base import Strategy, check_pair, select_output
 
 

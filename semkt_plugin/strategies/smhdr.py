@@ -46,10 +46,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..checks import check
 from ..data.layout import scene_of
-from ..hooks import FeatureMasks, unwrap_container
+from ..feature_hooks import FeatureMasks, unwrap_container
 from ..settings import Settings
+from ..validation import check
 from .base import Strategy
 
 
