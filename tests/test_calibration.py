@@ -5,8 +5,8 @@ import pytest
 import torch
 from einops import rearrange
 
-from semkt_plugin.strategies.skam import SKAM, complementary_masks, normalise_target
-from semkt_plugin.strategies.spgrm import PriorFusionBlock
+from semkt_plugin.strategies.skt.skam import SKAM, complementary_masks, normalise_target
+from semkt_plugin.strategies.skt.teacher import PriorFusionBlock
 
 
 def test_spatial_mask_hides_whole_blocks_across_channels():
@@ -87,7 +87,7 @@ def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_pa
 
 
 def test_gated_target_takes_the_teacher_only_where_it_is_closer_to_the_truth():
-    from semkt_plugin.strategies.skt import gated_target
+    from semkt_plugin.strategies.skt.strategy import gated_target
 
     truth = torch.tensor([0.5, 0.5, 0.5, 0.5]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
     student = torch.tensor([0.2, 0.9, 0.5, 0.6]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
@@ -99,7 +99,7 @@ def test_gated_target_takes_the_teacher_only_where_it_is_closer_to_the_truth():
 
 
 def test_distillation_starts_late_then_ramps():
-    from semkt_plugin.strategies.skt import distill_ramp
+    from semkt_plugin.strategies.skt.strategy import distill_ramp
 
     assert [distill_ramp(s, 0, 0) for s in range(2)] == [1.0, 1.0]  # the paper: from the first step
     assert [distill_ramp(s, 3, 0) for s in range(5)] == [0.0, 0.0, 0.0, 1.0, 1.0]

@@ -4,7 +4,7 @@ from torch import nn
 
 from semkt_plugin.adapter import HookPoint
 from semkt_plugin.feature_hooks import FeatureHooks, infer_channels, to_map, tokens_to_map
-from semkt_plugin.strategies.skam import SKAM, complementary_masks, spread
+from semkt_plugin.strategies.skt.skam import SKAM, complementary_masks, spread
 
 
 def test_capture_survives_an_in_place_activation():
@@ -91,7 +91,7 @@ def test_skam_stages_pairing_gradients_and_saved_generator():
 def test_skam_aligns_at_a_slim_teachers_coarser_resolution():
     import torch.nn.functional as F
 
-    from semkt_plugin.strategies.skam import SKAM, align_size
+    from semkt_plugin.strategies.skt.skam import SKAM, align_size
 
     student, full, half = torch.rand(2, 8, 16, 16), torch.rand(2, 4, 32, 32), torch.rand(2, 4, 8, 8)
     assert align_size(student, full) == (16, 16) and align_size(student, half) == (8, 8)

@@ -221,7 +221,7 @@ def test_distillation_warmup_ramps_the_weights_and_counts_training_steps(skb, ba
 
 
 def test_background_region_covers_what_no_region_covers():
-    from semkt_plugin.strategies.skt import with_background
+    from semkt_plugin.strategies.skt.strategy import with_background
 
     regions = torch.zeros(1, 2, 2, 2)
     regions[0, 0, 0, 0] = 1.0

@@ -10,7 +10,7 @@ from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from semkt_plugin import cli, wrap
 from semkt_plugin.eval.margin import margin_window, run_margin, teacher_margin
 from semkt_plugin.eval.probe import ProbeReport, run_probe
-from semkt_plugin.strategies.spgrm import SPGRM, SpatialPriorFusion
+from semkt_plugin.strategies.skt.teacher import SPGRM, SpatialPriorFusion
 
 
 def test_teacher_margin_by_hand():

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..adapter import Adapter
 from ..registry import get_adapter
 from ..settings import merge
-from ..strategies.skt import SemanticTransfer, SKTConfig, load_configured_skb
+from ..strategies.skt.strategy import SemanticTransfer, SKTConfig, load_configured_skb
 from .batches import forever
 from .margin import teacher_margin
 from .stats import PairedGain, mean_interval, paired_gain

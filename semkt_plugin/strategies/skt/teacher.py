@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..validation import check
+from ...validation import check
 
 
 class LayerNorm2d(nn.Module):

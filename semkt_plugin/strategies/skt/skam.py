@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..validation import check
+from ...validation import check
 
 MaskKind = Literal["element", "spatial"]
 TargetNorm = Literal["image", "channel", "none"]

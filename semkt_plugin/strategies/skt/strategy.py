@@ -19,16 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..adapter import Adapter
-from ..feature_hooks import FeatureHooks, hook_channels, unwrap_container
-from ..perceptual import build_perceptual, vgg19_state_dict
-from ..pretrained import MissingWeights, missing_weights
-from ..settings import Settings
-from ..validation import check
-from .base import Opened, Strategy
+from ...adapter import Adapter
+from ...feature_hooks import FeatureHooks, hook_channels, unwrap_container
+from ...pretrained import MissingWeights, missing_weights
+from ...settings import Settings
+from ...validation import check
+from ..base import Opened, Strategy
 from .losses import content_loss, histogram_loss
+from .perceptual import build_perceptual, vgg19_state_dict
 from .skam import SKAM
-from .spgrm import SPGRM
+from .teacher import SPGRM
 
 
 @dataclass
@@ -201,7 +201,7 @@ def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
 
 def load_configured_skb(config: SKTConfig) -> nn.Module:
     """The SKB that ``config`` names (``skb_weights``, ``skb_arch``, ``num_regions``)."""
-    from ..skb import load_skb
+    from ...skb import load_skb
 
     return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
 
@@ -217,7 +217,7 @@ def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
         MissingWeights: each missing file, where it was looked for, how to provide it, and the settings that work
             offline.
     """
-    from ..skb import load_skb, skb_weights_file
+    from ...skb import load_skb, skb_weights_file
 
     skb_file = vgg19 = None
     missing = []
