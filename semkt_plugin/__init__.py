@@ -14,7 +14,5 @@ from .strategies.base import Strategy
 from .strategies.skt import SemanticTransfer, SKTConfig
 from .wrapping import unwrap, wrap
 
-Config = SKTConfig  # the name earlier releases gave the skt strategy's settings
-
-__all__ = ["__version__", "Adapter", "Config", "HookPoint", "SKTConfig", "SemanticTransfer", "Settings", "Strategy",
+__all__ = ["__version__", "Adapter", "HookPoint", "SKTConfig", "SemanticTransfer", "Settings", "Strategy",
            "check_adapter", "hookimpl", "unwrap", "wrap"]

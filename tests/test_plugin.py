@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 
-from semkt_plugin import Adapter, Config, HookPoint
+from semkt_plugin import Adapter, HookPoint, SKTConfig
 from semkt_plugin.wrapping import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
@@ -172,7 +172,7 @@ def test_hook_that_never_fires_is_explained(skb, batch):
 
 def test_config_rejects_unknown_fields(skb):
     with pytest.raises(ValueError, match="unknown SKTConfig fields"):
-        Config().replace(lamda_color=1.0)
+        SKTConfig().replace(lamda_color=1.0)
     with pytest.raises(ValueError, match="unknown SKTConfig fields"):
         wrap(TinyHDR(), TINY_ADAPTER, skb=skb, lamda_color=1.0)
     # an adapter's config may set any strategy's fields (SMHDR's here), but a misspelling is an error too

@@ -297,7 +297,7 @@ class SmartHDR(Strategy):
     """
 
     name = "smarthdr"
-    config_class = SmartHDRConfig
+    settings_class = SmartHDRConfig
     extras = ("unlabelled",)
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SmartHDRConfig,

@@ -166,7 +166,7 @@ class SMHDR(Strategy):
     """
 
     name = "smhdr"
-    config_class = SMHDRConfig
+    settings_class = SMHDRConfig
     extras = ("regions",)
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SMHDRConfig, skb: nn.Module | None = None) -> None:

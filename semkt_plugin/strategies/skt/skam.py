@@ -178,7 +178,7 @@ class SKAM(nn.Module):
 
 def align_size(student: Tensor, teacher: Tensor) -> tuple[int, int]:
     """Where a stage aligns: at the student feature's size, or at the teacher's where that is coarser in both sides
-    (a slim teacher, ``Config.teacher_stride``): the student is then average-pooled rather than the teacher's
+    (a slim teacher, ``SKTConfig.teacher_stride``): the student is then average-pooled rather than the teacher's
     coarse feature interpolated, so the stage costs what the teacher's resolution costs."""
     (hs, ws), (ht, wt) = student.shape[-2:], teacher.shape[-2:]
     return (ht, wt) if ht < hs and wt < ws else (hs, ws)

@@ -33,8 +33,8 @@ from .teacher import SPGRM
 
 @dataclass
 class SKTConfig(Settings):
-    """Semantic Knowledge Transfer settings (``strategy="skt"``; ``semkt_plugin.Config`` is the same class). Defaults
-    are the paper's (§3.3–3.5) unless noted; docs/method.md has each choice and its measurement.
+    """Semantic Knowledge Transfer settings (``strategy="skt"``). Defaults are the paper's (§3.3–3.5) unless noted;
+    docs/method.md has each choice and its measurement.
 
     Loss weights (eq. 14; a weight of 0 switches its term off and skips its work):
         lambda_spg: weight of the teacher's L_spg (eq. 13) in the returned loss.
@@ -238,7 +238,7 @@ def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
     return skb, build_perceptual(config.perceptual, vgg19, skb) if config.perceptual_on else None
 
 
-class Step:
+class Shared:
     """What the terms of one ``loss()`` call share, computed once: T(H_in) and T(GT), the SKB's pass, the teacher,
     and (on first use) the distillation target.
 
@@ -248,16 +248,17 @@ class Step:
 
     def __init__(self, skt: SemanticTransfer, opened: Opened, active: set[str]) -> None:
         cfg = skt.config
-        self.skt, self.h_in, self.hs, self.ts = skt, opened.h_in, opened.hs, opened.ts
+        self.skt, self.h_in, self.tone_out, self.tone_gt = skt, opened.h_in, opened.tone_out, opened.tone_gt
         student_grad = "content" in active and skt.perceptual_is_skb
         if cfg.prior_source == "output":
-            features, self.regions = skt.skb_pass(self.hs, regions="color" in active, grad=student_grad)
+            features, self.regions = skt.skb_pass(self.tone_out, regions="color" in active, grad=student_grad)
             self.student_features = features if student_grad else None
         else:
-            features, self.regions = skt.skb_pass(self.ts, regions="color" in active, grad=False)
-            self.student_features = skt.skb_pass(self.hs, regions=False, grad=True)[0] if student_grad else None
-        self.hhat, self.teacher_features = skt.teacher(self.hs if cfg.teacher_moves_orm else self.hs.detach(),
-                                                       [f.detach() for f in features] if cfg.use_priors else None)
+            features, self.regions = skt.skb_pass(self.tone_gt, regions="color" in active, grad=False)
+            self.student_features = skt.skb_pass(self.tone_out, regions=False, grad=True)[0] if student_grad else None
+        tone_out = self.tone_out if cfg.teacher_moves_orm else self.tone_out.detach()
+        self.hhat, self.teacher_features = skt.teacher(tone_out, [f.detach() for f in features] if cfg.use_priors
+                                                       else None)
 
     @cached_property
     def target(self) -> Tensor:
@@ -266,36 +267,36 @@ class Step:
         # and chasing it would drive a sigmoid output into saturation, where its gradient dies
         target = self.hhat.detach().clamp(0, 1)
         if self.skt.config.distill_gate:
-            target = gated_target(target, self.hs.detach(), self.ts)
+            target = gated_target(target, self.tone_out.detach(), self.tone_gt)
         return target
 
 
-def spg_term(step: Step) -> Tensor:
+def spg_term(shared: Shared) -> Tensor:
     """L_spg (eq. 13): the teacher's L1 to T(GT)."""
-    return F.l1_loss(step.hhat, step.ts)
+    return F.l1_loss(shared.hhat, shared.tone_gt)
 
 
-def content_term(step: Step) -> Tensor:
+def content_term(shared: Shared) -> Tensor:
     """L_content (eq. 5): L1 and the perceptual term towards the target."""
-    cfg = step.skt.config
-    return content_loss(step.hs, step.target, step.skt.perceptual, cfg.lambda_perceptual,
-                        student_features=step.student_features)
+    cfg = shared.skt.config
+    return content_loss(shared.tone_out, shared.target, shared.skt.perceptual, cfg.lambda_perceptual,
+                        student_features=shared.student_features)
 
 
-def color_term(step: Step) -> Tensor:
+def color_term(shared: Shared) -> Tensor:
     """L_color (eqs. 6–10): the per-region soft histograms against the target's."""
-    cfg = step.skt.config
-    regions = with_background(step.regions) if cfg.color_background else step.regions
-    return histogram_loss(step.hs, step.target, regions, cfg.hist_bins, cfg.hist_kernel, cfg.hist_slope,
+    cfg = shared.skt.config
+    regions = with_background(shared.regions) if cfg.color_background else shared.regions
+    return histogram_loss(shared.tone_out, shared.target, regions, cfg.hist_bins, cfg.hist_kernel, cfg.hist_slope,
                           cfg.hist_bandwidth, cfg.hist_chunk)
 
 
-def feat_term(step: Step) -> Tensor:
+def feat_term(shared: Shared) -> Tensor:
     """L_feat: SKAM between the model's hooked features and the teacher's."""
-    skt, h = step.skt, step.h_in
+    skt, h = shared.skt, shared.h_in
     # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
     student = [s.float() for s in skt.hooks.maps(aspect=h.shape[-2] / h.shape[-1])]
-    return skt.skam(student, step.teacher_features)
+    return skt.skam(student, shared.teacher_features)
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ class Term:
     Attributes:
         name: its key in ``loss_terms()`` and ``last_losses``.
         weight: an :class:`SKTConfig` field holding its λ, or a number.
-        compute: its unweighted value from the call's :class:`Step`.
+        compute: its unweighted value from the call's :class:`Shared`.
         distil: whether the distillation schedule ramps it (from ``distill_start``); such a term is computed only
             while its weight is above 0. A term that is not (L_spg) is computed in every call.
         built: whether the plugin has what the term needs (SKAM for L_feat).
@@ -314,7 +315,7 @@ class Term:
 
     name: str
     weight: str | float
-    compute: Callable[[Step], Tensor]
+    compute: Callable[[Shared], Tensor]
     distil: bool = True
     built: Callable[[SemanticTransfer], bool] = lambda skt: True
     idle: Callable[[SemanticTransfer], Tensor] | None = None
@@ -334,7 +335,7 @@ class SemanticTransfer(Strategy):
     """The plugin's state and its loss. Built by :func:`semkt_plugin.wrap`; see there."""
 
     name = "skt"
-    config_class = SKTConfig
+    settings_class = SKTConfig
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SKTConfig, skb: nn.Module | None = None) -> None:
         super().__init__(model, adapter, config)
@@ -413,11 +414,11 @@ class SemanticTransfer(Strategy):
                 self._arm_hooks(opened.step + 1)
             weights = self.weights(opened.step)
             active = {name for name, w in weights.items() if w > 0}
-            step = Step(self, opened, active)
+            shared = Shared(self, opened, active)
             raw = {}
             for term in TERMS:
                 if term.name in active or (term.name in weights and not term.distil):
-                    raw[term.name] = term.compute(step)
+                    raw[term.name] = term.compute(shared)
                 elif term.name in weights and term.idle is not None:
                     raw[term.name] = term.idle(self)
         finally:
@@ -426,7 +427,7 @@ class SemanticTransfer(Strategy):
         terms = {name: weights[name] * value for name, value in raw.items()}
         total = sum(t.detach() for t in terms.values())
         # the model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin
-        values = {**raw, "orm": F.l1_loss(opened.hs.detach(), opened.ts), "total": total}
+        values = {**raw, "orm": F.l1_loss(opened.tone_out.detach(), opened.tone_gt), "total": total}
         self._last = {name: values[name].detach() if name in values else 0.0 for name in self._logged()}
         return terms
 
