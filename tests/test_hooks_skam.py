@@ -67,7 +67,7 @@ def test_masks_are_complementary_binary_with_the_ratio():
     assert torch.equal(mask + rest, torch.ones_like(mask))
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert mask.mean().item() == pytest.approx(0.3, abs=0.01)
-    with pytest.raises(ValueError, match=r"skam_ratio must be in \[0.0, 1.0\], got 1.5"):
+    with pytest.raises(ValueError, match=r"ratio must be in \[0.0, 1.0\], got 1.5"):
         SKAM([8], 8, ratio=1.5)
 
 

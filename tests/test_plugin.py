@@ -239,5 +239,5 @@ def test_slim_teacher_trains_through_wrap(skb, batch):
     assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
     assert all(p.grad is not None for p in skt.parameters())
     skt.unwrap()
-    with pytest.raises(ValueError, match="teacher_stride"):  # checked where it is used: the teacher
+    with pytest.raises(ValueError, match="teacher_stride"):  # refused by the settings, before anything is built
         wrap(TinyHDR(), TINY_ADAPTER, skb=skb, **FAST, teacher_stride=0)

@@ -90,12 +90,13 @@ class SmartHDRConfig(Settings):
         super().__post_init__()
         check("ema", self.ema, at_least=0.0, at_most=1.0)
         check("judge_point", self.judge_point, kind=int, at_least=0)
-        check("patch", self.patch, at_least=1)
+        check("patch", self.patch, kind=int, at_least=1)
         for name in ("patch_threshold", "pixel_threshold", "beta"):  # scores are min-max normalised
             check(name, getattr(self, name), at_least=0.0, at_most=1.0)
         for name in ("lambda_u", "lambda_k"):
             check(name, getattr(self, name), at_least=0)
         check("sigma_min", self.sigma_min, above=0.0, below=1.0)  # the judge's σ is a sigmoid
+        check("strong_augment", self.strong_augment, kind=bool)
 
     @property
     def warmup_steps(self) -> int:

@@ -97,6 +97,9 @@ class SMHDRConfig(Settings):
         for name in ("peak_ratio", "region_prob"):
             check(name, getattr(self, name), at_least=0.0, at_most=1.0)
         check("refresh", self.refresh, kind=int, at_least=1)
+        for name in ("mask_temperature", "loss_temperature"):
+            check(name, getattr(self, name), kind=(int, float))
+        check("lambda_region", self.lambda_region, at_least=0)
         if self.mask_points is not None:
             self.mask_points = tuple(self.mask_points)
             if not self.mask_points or any(isinstance(i, bool) or not isinstance(i, int) for i in self.mask_points):

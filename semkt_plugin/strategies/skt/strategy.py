@@ -139,11 +139,31 @@ class SKTConfig(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        # what the parts check themselves (SKB, teacher, SKAM, histogram) is checked there, once
         for name in ("lambda_spg", "lambda_content", "lambda_perceptual", "lambda_color", "lambda_feat"):
             check(name, getattr(self, name), at_least=0)
+        for name in ("distill_gate", "use_priors", "teacher_moves_orm", "color_background", "use_skam"):
+            check(name, getattr(self, name), kind=bool)
+        check("num_regions", self.num_regions, kind=int, at_least=1)
         check("prior_source", self.prior_source, one_of=("output", "truth"))
         check("perceptual", self.perceptual, one_of=("vgg19", "skb", "none"))
+        check("teacher_dim", self.teacher_dim, kind=int, at_least=1)
+        check("teacher_heads", self.teacher_heads, kind=int, at_least=1)
+        check("teacher_stride", self.teacher_stride, kind=int, at_least=1)
+        check("prior_fusion", self.prior_fusion, one_of=("attention", "spatial", "both"))
+        if self.use_priors and self.prior_fusion != "spatial" and self.teacher_dim % self.teacher_heads:
+            raise ValueError(f"teacher_dim {self.teacher_dim} must be divisible by teacher_heads {self.teacher_heads} "
+                             f"(the Prior Fusion Blocks split it into heads)")
+        check("hist_bins", self.hist_bins, kind=int, at_least=1)
+        check("hist_kernel", self.hist_kernel, one_of=("sigmoid", "gaussian"))
+        check("hist_slope", self.hist_slope, kind=(int, float), above=0)
+        check("hist_bandwidth", self.hist_bandwidth, kind=(int, float), above=0, optional=True)
+        check("hist_chunk", self.hist_chunk, kind=int, at_least=1, optional=True)
+        check("skam_latent", self.skam_latent, kind=int, at_least=1)
+        check("skam_ratio", self.skam_ratio, at_least=0.0, at_most=1.0)
+        check("skam_mask", self.skam_mask, one_of=("spatial", "element"))
+        check("skam_patch", self.skam_patch, kind=int, at_least=1)
+        check("skam_norm", self.skam_norm, one_of=("image", "channel", "none"))
+        check("skam_reduction", self.skam_reduction, one_of=("mean", "sum"))
         if isinstance(self.skb_weights, Path):
             self.skb_weights = str(self.skb_weights)
         if self.total_steps is not None:
@@ -347,11 +367,11 @@ class SemanticTransfer(Strategy):
             skb.requires_grad_(False)
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
-        self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors,
-                             config.teacher_stride, config.prior_fusion)
-        self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
-                         config.seed, config.skam_mask, config.skam_patch, config.skam_norm,
-                         config.skam_reduction) if config.use_skam else None
+        self.teacher = SPGRM(prior_channels, dim=config.teacher_dim, heads=config.teacher_heads,
+                             use_priors=config.use_priors, stride=config.teacher_stride, fusion=config.prior_fusion)
+        self.skam = SKAM(channels, config.teacher_dim, num_teacher=SPGRM.num_features, latent=config.skam_latent,
+                         ratio=config.skam_ratio, seed=config.seed, mask=config.skam_mask, patch=config.skam_patch,
+                         norm=config.skam_norm, reduction=config.skam_reduction) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
         self._arm_hooks(0)
         # a loaded step count decides whether the next forward captures features
