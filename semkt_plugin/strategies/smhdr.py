@@ -51,6 +51,7 @@ from ..feature_hooks import FeatureMasks, unwrap_container
 from ..settings import Settings
 from ..validation import check
 from .base import Strategy
+from .terms import Term, reported
 
 
 @dataclass
@@ -120,6 +121,13 @@ class SMHDRConfig(Settings):
             raise ValueError(f"the curriculum needs ramp_start <= ramp_peak <= ramp_end, got steps {tuple(steps)} "
                              f"from {self.ramp_start!r}, {self.ramp_peak!r}, {self.ramp_end!r}")
         return steps[0], steps[1], steps[2]
+
+
+#: SMHDR's loss, and the mask ratio of the forward, reported beside it
+TERMS: tuple[Term, ...] = (
+    Term("region", "lambda_region"),
+    Term("ratio", None),
+)
 
 
 def curriculum_ratio(step: int, start: int, peak: int, end: int, peak_ratio: float) -> float:
@@ -315,9 +323,9 @@ class SMHDR(Strategy):
             self._accumulate(keys, inv, diff.detach().square().mean(1))
             if (step + 1) % cfg.refresh == 0:
                 self._refresh()
-        total = cfg.lambda_region * region
-        self._last = {"region": region.detach(), "ratio": ratio, "total": total.detach()}
-        return total
+        weighted = {"region": TERMS[0].weight_in(cfg) * region}
+        self._last = reported(TERMS, {"region": region, "ratio": ratio}, weighted)
+        return weighted["region"]
 
     def _accumulate(self, keys: list[int], inv: Tensor, sq: Tensor) -> None:
         """Add a batch's per-pixel squared μ-law errors ``sq`` ``(B, H, W)`` to the regions' running sums."""

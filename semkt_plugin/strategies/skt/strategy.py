@@ -25,6 +25,7 @@ from ...pretrained import MissingWeights, missing_weights
 from ...settings import Settings
 from ...validation import check
 from ..base import Opened, Strategy
+from ..terms import Term, reported
 from .losses import content_loss, histogram_loss
 from .perceptual import build_perceptual, vgg19_state_dict
 from .skam import SKAM
@@ -311,6 +312,12 @@ def color_term(shared: Shared) -> Tensor:
                           cfg.hist_bandwidth, cfg.hist_chunk)
 
 
+def orm_term(shared: Shared) -> Tensor:
+    """The model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin. Reported, not
+    summed."""
+    return F.l1_loss(shared.tone_out.detach(), shared.tone_gt)
+
+
 def feat_term(shared: Shared) -> Tensor:
     """L_feat: SKAM between the model's hooked features and the teacher's."""
     skt, h = shared.skt, shared.h_in
@@ -319,35 +326,14 @@ def feat_term(shared: Shared) -> Tensor:
     return skt.skam(student, shared.teacher_features)
 
 
-@dataclass(frozen=True)
-class Term:
-    """One weighted term of skt's loss, a row of :data:`TERMS`.
-
-    Attributes:
-        name: its key in ``loss_terms()`` and ``last_losses``.
-        weight: an :class:`SKTConfig` field holding its λ, or a number.
-        compute: its unweighted value from the call's :class:`Shared`.
-        distil: whether the distillation schedule ramps it (from ``distill_start``); such a term is computed only
-            while its weight is above 0. A term that is not (L_spg) is computed in every call.
-        built: whether the plugin has what the term needs (SKAM for L_feat).
-        idle: a zero that reaches the term's parameters while it is skipped, so ``DDP`` finds a gradient for each.
-    """
-
-    name: str
-    weight: str | float
-    compute: Callable[[Shared], Tensor]
-    distil: bool = True
-    built: Callable[[SemanticTransfer], bool] = lambda skt: True
-    idle: Callable[[SemanticTransfer], Tensor] | None = None
-
-
-#: skt's loss, in the order its terms are summed
+#: skt's loss, in the order its terms are summed; the distillation terms are ramped from ``distill_start``
 TERMS: tuple[Term, ...] = (
-    Term("spg", "lambda_spg", spg_term, distil=False),
-    Term("content", "lambda_content", content_term),
-    Term("color", "lambda_color", color_term),
-    Term("feat", "lambda_feat", feat_term, built=lambda skt: skt.skam is not None,
+    Term("spg", "lambda_spg", spg_term),
+    Term("content", "lambda_content", content_term, ramped=True),
+    Term("color", "lambda_color", color_term, ramped=True),
+    Term("feat", "lambda_feat", feat_term, ramped=True, built=lambda skt: skt.skam is not None,
          idle=lambda skt: sum(p.sum() for p in skt.skam.parameters()) * 0.0),
+    Term("orm", None, orm_term),
 )
 
 
@@ -403,17 +389,16 @@ class SemanticTransfer(Strategy):
     def weights(self, step: int) -> dict[str, float]:
         """The weight of each term the plugin has built, at training step ``step`` (the ramp applied)."""
         ramp = distill_ramp(step, self._start, self._warmup)
-        return {term.name: ramp * weight if term.distil else weight for term, weight in self._lambdas()}
+        return {term.name: ramp * weight if term.ramped else weight for term, weight in self._lambdas()}
 
     def _lambdas(self) -> list[tuple[Term, float]]:
-        """Each term the plugin has built, with its λ."""
-        return [(term, getattr(self.config, term.weight) if isinstance(term.weight, str) else term.weight)
-                for term in TERMS if term.built(self)]
+        """Each summed term the plugin has built, with its λ."""
+        return [(term, term.weight_in(self.config)) for term in TERMS if term.built(self) and term.weight is not None]
 
-    def _logged(self) -> list[str]:
-        """The keys of :attr:`last_losses`: each term the plugin has built, but a distillation term whose λ is 0,
-        then ``orm`` and ``total``."""
-        return [term.name for term, weight in self._lambdas() if weight > 0 or not term.distil] + ["orm", "total"]
+    def _reported(self) -> list[Term]:
+        """The rows of :attr:`last_losses`: each term the plugin has built, but a distillation term whose λ is 0."""
+        return [term for term in TERMS if term.built(self)
+                and (term.weight is None or not term.ramped or term.weight_in(self.config) > 0)]
 
     def loss_terms(self, output: Any, target: Tensor) -> dict[str, Tensor]:
         """The weighted terms of :meth:`loss` (:data:`TERMS`), each differentiable, in summing order.
@@ -437,7 +422,7 @@ class SemanticTransfer(Strategy):
             shared = Shared(self, opened, active)
             raw = {}
             for term in TERMS:
-                if term.name in active or (term.name in weights and not term.distil):
+                if term.name in active or (term.name in weights and not term.ramped):
                     raw[term.name] = term.compute(shared)
                 elif term.name in weights and term.idle is not None:
                     raw[term.name] = term.idle(self)
@@ -445,10 +430,9 @@ class SemanticTransfer(Strategy):
             if self.hooks is not None:
                 self.hooks.clear()
         terms = {name: weights[name] * value for name, value in raw.items()}
-        total = sum(t.detach() for t in terms.values())
-        # the model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin
-        values = {**raw, "orm": F.l1_loss(opened.tone_out.detach(), opened.tone_gt), "total": total}
-        self._last = {name: values[name].detach() if name in values else 0.0 for name in self._logged()}
+        rows = self._reported()
+        values = {**raw, **{term.name: term.compute(shared) for term in rows if term.weight is None}}
+        self._last = reported(rows, values, terms)
         return terms
 
     def _arm_hooks(self, step: int) -> None:
