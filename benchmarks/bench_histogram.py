@@ -36,7 +36,7 @@ def inputs(batch: int, size: int, regions: int, seed: int = 0):
 
 def naive(student, teacher, masks, bins=256, slope=400.0):
     """SKF-style: loop over images, regions and channels; gather the region's pixels with nonzero()."""
-    from semkt_plugin.strategies.losses import bin_centers
+    from semkt_plugin.strategies.skt.losses import bin_centers
 
     centers = bin_centers(bins)
     width = 1.0 / bins
@@ -61,7 +61,7 @@ def naive(student, teacher, masks, bins=256, slope=400.0):
 
 
 def measure(method: str, batch: int, size: int, regions: int, repeat: int) -> dict:
-    from semkt_plugin.strategies.losses import histogram_loss
+    from semkt_plugin.strategies.skt.losses import histogram_loss
 
     student, teacher, masks = inputs(batch, size, regions)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -53,7 +53,7 @@ from semkt_plugin.skb import STANDIN, load_skb
 ROOT = Path(__file__).resolve().parents[1]
 OFFLINE = {"perceptual": "skb", "distill_start": 0, "distill_warmup": 0}
 OFF = {"use_priors": False, "lambda_content": 0.0, "lambda_color": 0.0, "use_skam": False}
-LADDER = {  # rung: Config changes on top of OFFLINE and --config; None is the ORM alone (λ's back to the defaults)
+LADDER = {  # rung: SKTConfig changes on top of OFFLINE and --config; None is the ORM alone (λ's back to the defaults)
     "ORM": None,
     "+ teacher": OFF,
     "+ SKB priors": {**OFF, "use_priors": True},
@@ -330,7 +330,7 @@ def main() -> None:
     parser.add_argument("--setup", action="append", help="nFeat:size:batch (repeatable; default: both of "
                         f"{', '.join(SETUPS)})")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--config", default="{}", help="semkt Config changes as JSON, for every rung")
+    parser.add_argument("--config", default="{}", help="semkt SKTConfig changes as JSON, for every rung")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--strategies", action="store_true", help="the step of each strategy instead of the ladder")
     parser.add_argument("--channels-last", action="store_true",

@@ -19,7 +19,7 @@ from bench_step import OFFLINE, data, load_ahdr, the_skb
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from semkt_plugin import wrap
-from semkt_plugin.strategies import losses
+from semkt_plugin.strategies.skt import losses
 
 
 def mark(module: torch.nn.Module, name: str) -> None:
@@ -58,7 +58,7 @@ def main() -> None:
             mark(getattr(skt, name), f"semkt.{name}")
     for method in ("_trunk", "_regions"):
         setattr(skt.skb, method, marked(getattr(skt.skb, method), f"semkt.skb{method}"))
-    import semkt_plugin.strategies.skt as skt_module
+    import semkt_plugin.strategies.skt.strategy as skt_module
     skt_module.histogram_loss = marked(losses.histogram_loss, "semkt.histogram")
     frames, gt = data(batch, size, device)
 

@@ -83,7 +83,7 @@ def write_figure(path: Path, images: list[np.ndarray], columns: dict[str, list[n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("weights", nargs="+", help="SKB weights (a path or 'standin'), e.g. the old and new stand-in")
-    parser.add_argument("--regions", type=int, default=16, help="N region maps (semkt's Config.num_regions default)")
+    parser.add_argument("--regions", type=int, default=16, help="N region maps (semkt's SKTConfig.num_regions default)")
     parser.add_argument("--figure", type=Path, default=None, help="write the first two weights' region maps here")
     args = parser.parse_args()
     if args.figure and len(args.weights) < 2:

@@ -9,12 +9,10 @@ __version__ = "0.1.0"
 from .adapter import Adapter, HookPoint
 from .check import check_adapter
 from .hookspecs import hookimpl
-from .plugin import unwrap, wrap
 from .settings import Settings
 from .strategies.base import Strategy
 from .strategies.skt import SemanticTransfer, SKTConfig
+from .wrapping import unwrap, wrap
 
-Config = SKTConfig  # the name earlier releases gave the skt strategy's settings
-
-__all__ = ["__version__", "Adapter", "Config", "HookPoint", "SKTConfig", "SemanticTransfer", "Settings", "Strategy",
+__all__ = ["__version__", "Adapter", "HookPoint", "SKTConfig", "SemanticTransfer", "Settings", "Strategy",
            "check_adapter", "hookimpl", "unwrap", "wrap"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .checks import check
+from .validation import check
 
 Domain = Literal["srgb", "raw"]
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .adapter import Adapter
-from .hooks import FeatureHooks, point_channels, to_map, unwrap_container
+from .feature_hooks import FeatureHooks, point_channels, to_map, unwrap_container
 from .registry import get_adapter, strategies
 from .strategies.base import select_output
 

@@ -170,7 +170,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
     from .data.synth import generate_dataset
     from .eval.balance import run_balance
-    from .plugin import wrap
+    from .wrapping import wrap
 
     device = resolve_device(args.device)
     out = Path(args.out)
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "(ratio, cosine): for setting the λ's")
     balance = sub.add_parser("balance", help=about, description=about, formatter_class=DefaultsHelp)
     _model_options(balance, "8 generated scenes in <out>/data")
-    balance.add_argument("--config", default="{}", help="JSON of semkt Config fields on top of the offline SKB "
+    balance.add_argument("--config", default="{}", help="JSON of SKTConfig fields on top of the offline SKB "
                                                         f"({json.dumps(OFFLINE)}), every term from step 0; e.g. "
                                                         "'{\"lambda_feat\": 0.1}'")
     balance.add_argument("--steps", type=int, default=50, help="training steps")
@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "does this SKB give this teacher anything it can use on this data? (minutes on a GPU)")
     probe = sub.add_parser("probe", help=about, description=about, formatter_class=DefaultsHelp)
     _model_options(probe, "the real-content training scenes in <out>/data")
-    probe.add_argument("--config", default="{}", help="JSON of semkt Config fields every teacher starts from, on top "
+    probe.add_argument("--config", default="{}", help="JSON of SKTConfig fields every teacher starts from, on top "
                                                       f"of the offline SKB ({json.dumps(OFFLINE)}); e.g. "
                                                       "'{\"skb_weights\": \"FastSAM-s.pt\"}'")
     probe.add_argument("--truth", action="store_true", help="add the control: a teacher given the SKB's priors of the "

@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .checks import check
+from .validation import check
 
 MU = 5000.0
 

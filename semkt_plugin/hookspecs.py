@@ -16,7 +16,7 @@ carrying functions marked with :data:`hookimpl`, one per hook it implements::
 
     @hookimpl
     def semkt_register_strategies():
-        return [MyStrategy]          # a semkt_plugin.Strategy subclass with its own `name` and `config_class`
+        return [MyStrategy]          # a semkt_plugin.Strategy subclass with its own `name` and `settings_class`
 
 semkt's own adapters and strategies are registered exactly this way (entry points ``builtin`` and
 ``strategies``). Plugins are loaded by pluggy (:mod:`semkt_plugin.registry`).
@@ -42,4 +42,4 @@ def semkt_register_adapters() -> list[Adapter]:
 @hookspec
 def semkt_register_strategies() -> list[type]:
     """Return the strategies this plugin provides: :class:`~semkt_plugin.Strategy` subclasses, each with its own
-    ``name`` (unique across all plugins, what ``wrap(strategy=...)`` takes) and ``config_class``."""
+    ``name`` (unique across all plugins, what ``wrap(strategy=...)`` takes) and ``settings_class``."""

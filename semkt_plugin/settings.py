@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from .checks import check
+from .validation import check
 
 S = TypeVar("S", bound="Settings")
 

@@ -71,8 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check
 from .pretrained import MissingWeights
+from .validation import check
 
 FEATURE_LAYERS = (2, 15, 18, 21)
 STRIDES = (4, 8, 16, 32)

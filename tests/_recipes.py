@@ -18,7 +18,7 @@ import torch
 from _replicas import ROOT, replica_module
 from torch import nn
 
-import semkt_plugin.plugin
+import semkt_plugin.wrapping
 
 RECIPES = ROOT / "docs" / "recipes"
 TRAINING = ROOT / "docs" / "training.md"
@@ -86,7 +86,7 @@ def offline_wrap(calls: list[dict[str, Any]]):
 
     def wrap(model: nn.Module, adapter: Any, *args: Any, **settings: Any):
         calls.append(settings)
-        return semkt_plugin.plugin.wrap(model, adapter, *args, **{**settings, **OFFLINE})
+        return semkt_plugin.wrapping.wrap(model, adapter, *args, **{**settings, **OFFLINE})
 
     return wrap
 

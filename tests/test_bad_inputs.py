@@ -10,8 +10,8 @@ from torch import nn
 
 from semkt_plugin import Adapter, HookPoint
 from semkt_plugin.domain import domain_transfer
-from semkt_plugin.plugin import wrap
-from semkt_plugin.strategies.losses import histogram_loss
+from semkt_plugin.strategies.skt.losses import histogram_loss
+from semkt_plugin.wrapping import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
 # no SKB: safe to move to other devices/dtypes

@@ -5,8 +5,8 @@ import pytest
 import torch
 from einops import rearrange
 
-from semkt_plugin.strategies.skam import SKAM, complementary_masks, normalise_target
-from semkt_plugin.strategies.spgrm import PriorFusionBlock
+from semkt_plugin.strategies.skt.skam import SKAM, complementary_masks, normalise_target
+from semkt_plugin.strategies.skt.teacher import PriorFusionBlock
 
 
 def test_spatial_mask_hides_whole_blocks_across_channels():
@@ -87,7 +87,7 @@ def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_pa
 
 
 def test_gated_target_takes_the_teacher_only_where_it_is_closer_to_the_truth():
-    from semkt_plugin.strategies.skt import gated_target
+    from semkt_plugin.strategies.skt.strategy import gated_target
 
     truth = torch.tensor([0.5, 0.5, 0.5, 0.5]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
     student = torch.tensor([0.2, 0.9, 0.5, 0.6]).view(1, 1, 2, 2).expand(1, 3, 2, 2)
@@ -99,7 +99,7 @@ def test_gated_target_takes_the_teacher_only_where_it_is_closer_to_the_truth():
 
 
 def test_distillation_starts_late_then_ramps():
-    from semkt_plugin.strategies.skt import distill_ramp
+    from semkt_plugin.strategies.skt.strategy import distill_ramp
 
     assert [distill_ramp(s, 0, 0) for s in range(2)] == [1.0, 1.0]  # the paper: from the first step
     assert [distill_ramp(s, 3, 0) for s in range(5)] == [0.0, 0.0, 0.0, 1.0, 1.0]
@@ -125,7 +125,7 @@ def test_output_level_terms_are_skipped_until_the_distillation_starts(skb, batch
 def test_a_fractional_schedule_equals_the_step_counts_it_stands_for(skb):
     from conftest import TINY_ADAPTER, TinyHDR, train_steps
 
-    from semkt_plugin import Config, wrap
+    from semkt_plugin import SKTConfig, wrap
 
     g = torch.Generator().manual_seed(3)
     data = [([torch.rand(1, 6, 16, 16, generator=g) for _ in range(3)], torch.rand(1, 3, 16, 16, generator=g))
@@ -143,10 +143,10 @@ def test_a_fractional_schedule_equals_the_step_counts_it_stands_for(skb):
     steps = run(distill_start=4, distill_warmup=2)
     assert run(distill_start=0.5, distill_warmup=0.25, total_steps=8) == steps  # an epoch loop: epochs · len(loader)
     assert [r["content"] != 0 for r in steps] == [False] * 4 + [True] * 4  # it did start at step 4
-    assert Config(distill_start=0.5, distill_warmup=1 / 6, total_steps=600).schedule() == (300, 100)
+    assert SKTConfig(distill_start=0.5, distill_warmup=1 / 6, total_steps=600).schedule() == (300, 100)
     with pytest.raises(ValueError, match="total_steps"):
         wrap(TinyHDR(4), TINY_ADAPTER, skb=skb, distill_start=0.5)
     with pytest.raises(ValueError, match="fraction of total_steps"):
-        Config(distill_warmup=1.5, total_steps=10)
+        SKTConfig(distill_warmup=1.5, total_steps=10)
     with pytest.raises(ValueError, match="total_steps must be >= 1"):
-        Config(total_steps=0)
+        SKTConfig(total_steps=0)

@@ -9,7 +9,7 @@ from conftest import NO_SKB as CHEAP
 from conftest import TINY_ADAPTER, Boom, FlakyHDR, TinyHDR
 from torch import nn
 
-from semkt_plugin.plugin import wrap
+from semkt_plugin.wrapping import wrap
 
 
 def _hook_count(model: nn.Module) -> int:

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semkt_plugin.strategies import losses
-from semkt_plugin.strategies.losses import histogram_loss, region_histograms
+from semkt_plugin.strategies.skt import losses
+from semkt_plugin.strategies.skt.losses import histogram_loss, region_histograms
 
 KERNELS = {
     "sigmoid": dict(),

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from semkt_plugin.adapter import HookPoint
-from semkt_plugin.hooks import FeatureHooks, infer_channels, to_map, tokens_to_map
-from semkt_plugin.strategies.skam import SKAM, complementary_masks, spread
+from semkt_plugin.feature_hooks import FeatureHooks, infer_channels, to_map, tokens_to_map
+from semkt_plugin.strategies.skt.skam import SKAM, complementary_masks, spread
 
 
 def test_capture_survives_an_in_place_activation():
@@ -67,7 +67,7 @@ def test_masks_are_complementary_binary_with_the_ratio():
     assert torch.equal(mask + rest, torch.ones_like(mask))
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert mask.mean().item() == pytest.approx(0.3, abs=0.01)
-    with pytest.raises(ValueError, match=r"skam_ratio must be in \[0.0, 1.0\], got 1.5"):
+    with pytest.raises(ValueError, match=r"ratio must be in \[0.0, 1.0\], got 1.5"):
         SKAM([8], 8, ratio=1.5)
 
 
@@ -91,7 +91,7 @@ def test_skam_stages_pairing_gradients_and_saved_generator():
 def test_skam_aligns_at_a_slim_teachers_coarser_resolution():
     import torch.nn.functional as F
 
-    from semkt_plugin.strategies.skam import SKAM, align_size
+    from semkt_plugin.strategies.skt.skam import SKAM, align_size
 
     student, full, half = torch.rand(2, 8, 16, 16), torch.rand(2, 4, 32, 32), torch.rand(2, 4, 8, 8)
     assert align_size(student, full) == (16, 16) and align_size(student, half) == (8, 8)

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from semkt_plugin.strategies.losses import bin_centers, content_loss, histogram_loss, kernel_weights, region_histograms
+from semkt_plugin.strategies.skt.losses import (
+    bin_centers,
+    content_loss,
+    histogram_loss,
+    kernel_weights,
+    region_histograms,
+)
 
 
 def naive_histogram_loss(student, teacher, regions, bins=256, kernel="sigmoid", min_mass=1.0):

@@ -15,7 +15,7 @@ from conftest import TINY_ADAPTER, Boom, FlakyHDR, TinyHDR
 from torch import nn
 
 from semkt_plugin import wrap
-from semkt_plugin.hooks import DATA_PARALLEL
+from semkt_plugin.feature_hooks import DATA_PARALLEL
 
 SETTINGS = {"skt": CHEAP, "smhdr": dict(ramp_start=0, ramp_peak=0, ramp_end=1000, mask_points=None),
             "smarthdr": dict(warmup=2, total_steps=6, ema=0.0)}

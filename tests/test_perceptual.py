@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from semkt_plugin.perceptual import VGG19Features, build_perceptual
+from semkt_plugin.strategies.skt.perceptual import VGG19Features, build_perceptual
 
 
 def test_vgg19_from_a_local_file_is_frozen_and_cut_at_conv5_4(vgg19_file):

@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 
-from semkt_plugin import Adapter, Config, HookPoint
-from semkt_plugin.plugin import wrap
+from semkt_plugin import Adapter, HookPoint, SKTConfig
+from semkt_plugin.wrapping import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
 
@@ -172,7 +172,7 @@ def test_hook_that_never_fires_is_explained(skb, batch):
 
 def test_config_rejects_unknown_fields(skb):
     with pytest.raises(ValueError, match="unknown SKTConfig fields"):
-        Config().replace(lamda_color=1.0)
+        SKTConfig().replace(lamda_color=1.0)
     with pytest.raises(ValueError, match="unknown SKTConfig fields"):
         wrap(TinyHDR(), TINY_ADAPTER, skb=skb, lamda_color=1.0)
     # an adapter's config may set any strategy's fields (SMHDR's here), but a misspelling is an error too
@@ -221,7 +221,7 @@ def test_distillation_warmup_ramps_the_weights_and_counts_training_steps(skb, ba
 
 
 def test_background_region_covers_what_no_region_covers():
-    from semkt_plugin.strategies.skt import with_background
+    from semkt_plugin.strategies.skt.strategy import with_background
 
     regions = torch.zeros(1, 2, 2, 2)
     regions[0, 0, 0, 0] = 1.0
@@ -239,5 +239,5 @@ def test_slim_teacher_trains_through_wrap(skb, batch):
     assert set(skt.last_losses) == {"spg", "content", "color", "feat", "orm", "total"}
     assert all(p.grad is not None for p in skt.parameters())
     skt.unwrap()
-    with pytest.raises(ValueError, match="teacher_stride"):  # checked where it is used: the teacher
+    with pytest.raises(ValueError, match="teacher_stride"):  # refused by the settings, before anything is built
         wrap(TinyHDR(), TINY_ADAPTER, skb=skb, **FAST, teacher_stride=0)

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 
 from semkt_plugin.domain import domain_transfer
-from semkt_plugin.plugin import wrap
-from semkt_plugin.strategies.losses import histogram_loss
+from semkt_plugin.strategies.skt.losses import histogram_loss
+from semkt_plugin.wrapping import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
 # compile concerns the ORM; skip the SKB

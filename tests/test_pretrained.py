@@ -12,9 +12,9 @@ from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from torch import nn
 
 from semkt_plugin import wrap
-from semkt_plugin.perceptual import VGG19Features, vgg19_state_dict
 from semkt_plugin.pretrained import MissingWeights
 from semkt_plugin.skb import ASSET_URL, SemanticKnowledgeBank, fold_batch_norms, load_skb, ultralytics_sandbox
+from semkt_plugin.strategies.skt.perceptual import VGG19Features, vgg19_state_dict
 
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 SMALL = dict(teacher_dim=8, teacher_heads=1, skam_latent=4, num_regions=4)  # the plugin's own parts, kept small
@@ -184,7 +184,7 @@ def ahdr():
 @pytest.fixture
 def no_teacher(monkeypatch):
     """Building the teacher (the plugin's heavy part after the pretrained networks) fails the test."""
-    import semkt_plugin.strategies.skt as skt_module
+    import semkt_plugin.strategies.skt.strategy as skt_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("the teacher was built before every weights file was found")

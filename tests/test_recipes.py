@@ -499,7 +499,7 @@ def test_training_dataparallel_message():
     """The excerpt of the DataParallel error in docs/training.md is what a replica of a wrapped model raises."""
     (fragment,) = [b for b in blocks(TRAINING) if b.covered_by]
     model = tiny("ahdr")
-    skt = semkt_plugin.plugin.wrap(model, "ahdr", use_priors=False, lambda_color=0.0, perceptual="none",
+    skt = semkt_plugin.wrapping.wrap(model, "ahdr", use_priors=False, lambda_color=0.0, perceptual="none",
                                    distill_start=0, distill_warmup=0)
     replica = model._replicate_for_data_parallel()  # what nn.parallel.replicate builds per GPU: hooks shared
     with pytest.raises(RuntimeError) as error:

@@ -47,7 +47,7 @@ class ScaledL1Config(Settings):
 
 class ScaledL1(Strategy):
     name = "scaled_l1"
-    config_class = ScaledL1Config
+    settings_class = ScaledL1Config
 
     def __init__(self, model, adapter, config, skb=None):
         super().__init__(model, adapter, config, skb)
@@ -56,7 +56,7 @@ class ScaledL1(Strategy):
 
     def loss(self, output, target):
         opened = self.open(output, target, self.scale)
-        return self.config.weight * self.scale * (opened.hs - opened.ts).abs().mean()
+        return self.config.weight * self.scale * (opened.tone_out - opened.tone_gt).abs().mean()
 
 
 @hookimpl

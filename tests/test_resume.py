@@ -4,8 +4,8 @@ import torch
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_steps
 from torch import nn
 
-from semkt_plugin.plugin import wrap
 from semkt_plugin.skb import fold_batch_norms, load_skb, ultralytics_sandbox
+from semkt_plugin.wrapping import wrap
 
 FAST = dict(perceptual="skb", **FROM_STEP_0)
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 
 from semkt_plugin import wrap
-from semkt_plugin.strategies.losses import content_loss
+from semkt_plugin.strategies.skt.losses import content_loss
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from semkt_plugin.adapter import Adapter, HookPoint
 from semkt_plugin.data import kalantari
 from semkt_plugin.data.regions import RegionCacheError, build_region_maps, load_region_map
 from semkt_plugin.domain import mu_law
-from semkt_plugin.hooks import FeatureMasks
+from semkt_plugin.feature_hooks import FeatureMasks
 from semkt_plugin.skb import SKBOutput
 from semkt_plugin.strategies.smhdr import SMHDRConfig, curriculum_ratio, region_ratios, region_weights
 

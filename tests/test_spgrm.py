@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from semkt_plugin.strategies.spgrm import SPGRM, LayerNorm2d, PriorFusionBlock, channel_gram, split_k
+from semkt_plugin.strategies.skt.teacher import SPGRM, LayerNorm2d, PriorFusionBlock, channel_gram, split_k
 
 PRIOR_CHANNELS = (8, 12, 16, 20)
 PRIOR_STRIDES = (4, 8, 16, 32)

@@ -10,7 +10,7 @@ from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 from semkt_plugin import cli, wrap
 from semkt_plugin.eval.margin import margin_window, run_margin, teacher_margin
 from semkt_plugin.eval.probe import ProbeReport, run_probe
-from semkt_plugin.strategies.spgrm import SPGRM, SpatialPriorFusion
+from semkt_plugin.strategies.skt.teacher import SPGRM, SpatialPriorFusion
 
 
 def test_teacher_margin_by_hand():
@@ -70,7 +70,7 @@ def test_the_spatial_path_starts_as_the_identity_and_acts_per_pixel():
         teacher = SPGRM((4, 4, 4, 4), dim=8, heads=1, fusion=fusion)
         module = teacher.fusion[0]
         assert ((module.spatial is not None), (module.fuse is not None)) == parts
-    with pytest.raises(ValueError, match="prior_fusion"):
+    with pytest.raises(ValueError, match="fusion"):
         SPGRM((4, 4, 4, 4), fusion="concat")
 
 

@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..checks import check
+from ..validation import check
 from .kalantari import write_scene
 from .rgbe import read_rgbe
 from .synth import GAMMA, READ, SHOT, STOPS, Scene

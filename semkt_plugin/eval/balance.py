@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checks import check
-from ..hooks import unwrap_container
+from ..feature_hooks import unwrap_container
 from ..strategies.skt import SemanticTransfer
+from ..validation import check
 from .batches import forever, split
 
 __all__ = ["BalanceReport", "compare", "gradient_balance", "run_balance", "term_gradients", "trainable_parameters"]

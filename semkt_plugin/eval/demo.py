@@ -56,14 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labelled_fraction", type=float, default=0.25,
                         help="smarthdr: the share of training scenes with their ground truth")
     parser.add_argument("--config", default="{}",
-                        help='JSON of semkt Config fields (skt), e.g. \'{"lambda_feat": 0.1}\'')
+                        help='JSON of SKTConfig fields (skt), e.g. \'{"lambda_feat": 0.1}\'')
     for flag, name in FLAGS.items():
         parser.add_argument(f"--{flag}", action="store_true",
                             help=f"ablation: semkt with {', '.join(f'{k}={v}' for k, v in ABLATIONS[name].items())}")
     parser.add_argument("--skb", default=OFFLINE["skb_weights"],
-                        help="semkt Config.skb_weights ('standin' works offline)")
+                        help="SKTConfig.skb_weights ('standin' works offline)")
     parser.add_argument("--perceptual", default=OFFLINE["perceptual"],
-                        help="semkt Config.perceptual ('vgg19' needs its weights)")
+                        help="SKTConfig.perceptual ('vgg19' needs its weights)")
     parser.add_argument("--example_dir", type=Path, default=EXAMPLE_DIR, help="the example AHDR repository")
     parser.add_argument("--device", type=device_arg, default=None,
                         help=DEVICE_HELP + "; passed to the example's train.py and test.py")

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..adapter import Adapter
 from ..registry import get_adapter
 from ..settings import merge
-from ..strategies.skt import SemanticTransfer, SKTConfig, load_configured_skb
+from ..strategies.skt.strategy import SemanticTransfer, SKTConfig, load_configured_skb
 from .batches import forever, split
 from .margin import teacher_margin
 from .runtime import describe_device, describe_model, describe_skb

@@ -49,12 +49,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nFeat", type=int, default=16, help="AHDR width (upstream: 64)")
     parser.add_argument("--growthRate", type=int, default=8, help="AHDR growth rate (upstream: 32)")
     parser.add_argument("--nDenselayer", type=int, default=3, help="AHDR dense layers per block (upstream: 6)")
-    parser.add_argument("--config", default="{}", help="JSON of semkt Config fields for every semkt variant (on top "
+    parser.add_argument("--config", default="{}", help="JSON of SKTConfig fields for every semkt variant (on top "
                                                        "of the offline SKB; the schedule is the default: distillation "
                                                        "from half way, ramped over a sixth)")
     parser.add_argument("--ablations", action="store_true", help="add the Table 3 rows (each component off)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
-                        help="instead of the one semkt row, a named row per Config change (repeat; for choosing "
+                        help="instead of the one semkt row, a named row per SKTConfig change (repeat; for choosing "
                              "settings on the validation split)")
     parser.add_argument("--data", type=Path, default=None,
                         help="Kalantari-layout data to use instead of the real-content scenes (its Test/ is evaluated)")

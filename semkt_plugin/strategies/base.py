@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..adapter import Adapter
 from ..domain import DomainTransfer
-from ..hooks import unwrap_container
+from ..feature_hooks import unwrap_container
 from ..settings import Settings, field_names, merge
 
 # the plugin each wrapped model is wrapped by (the model as passed, and the model behind its containers)
@@ -104,19 +104,20 @@ def check_resume(saved: Mapping[str, Any], current: Mapping[str, Any]) -> None:
 
 
 class Opened(NamedTuple):
-    """What :meth:`Strategy.open` gives every ``loss``: H_in as the model returned it, T(H_in), T(target) (without
-    a gradient), and which training step this call is (0-based, counted before this call)."""
+    """What :meth:`Strategy.open` gives every ``loss``: H_in as the model returned it, ``tone_out`` = T(H_in),
+    ``tone_gt`` = T(target) (without a gradient), and which training step this call is (0-based, counted before
+    this call)."""
 
     h_in: Tensor
-    hs: Tensor
-    ts: Tensor
+    tone_out: Tensor
+    tone_gt: Tensor
     step: int
 
 
 class Strategy(nn.Module):
     """A training scheme attached to an unmodified model.
 
-    A strategy sets ``name`` and ``config_class`` (its settings, a :class:`~semkt_plugin.settings.Settings`),
+    A strategy sets ``name`` and ``settings_class`` (its settings, a :class:`~semkt_plugin.settings.Settings`),
     builds its modules and hooks in ``__init__(model, adapter, config, skb)`` and ends it with
     :meth:`_follow_model`, computes its term in ``loss(output, target)`` (opening with :meth:`open`), lists what
     it hooks in :meth:`hook_plan` (for ``semkt check``) and removes its hooks in :meth:`_remove_hooks`.
@@ -132,7 +133,7 @@ class Strategy(nn.Module):
     """
 
     name: ClassVar[str]
-    config_class: ClassVar[type[Settings]]
+    settings_class: ClassVar[type[Settings]]
     #: the batch extras this strategy reads in :meth:`before_forward` / :meth:`after_loss`
     extras: ClassVar[tuple[str, ...]] = ()
 
@@ -153,8 +154,8 @@ class Strategy(nn.Module):
     @classmethod
     def settings_for(cls, adapter: Adapter) -> Settings:
         """The strategy's defaults with the adapter's overrides of the fields this strategy has."""
-        known = field_names(cls.config_class)
-        return merge(cls.config_class(), {k: v for k, v in adapter.config.items() if k in known})
+        known = field_names(cls.settings_class)
+        return merge(cls.settings_class(), {k: v for k, v in adapter.config.items() if k in known})
 
     def _follow_model(self) -> None:
         """Move the plugin to the model's device (the end of a strategy's ``__init__``)."""
@@ -178,14 +179,14 @@ class Strategy(nn.Module):
         both transferred by T, and, in training (grad enabled), the step counted."""
         h_in = select_output(output, self.adapter.output)
         check_pair(h_in, target, param)
-        hs = self.transfer(h_in)
+        tone_out = self.transfer(h_in)
         with torch.no_grad():
-            ts = self.transfer(target, what="target")
+            tone_gt = self.transfer(target, what="target")
         step = self._step
         if torch.is_grad_enabled():
             self.steps += 1
             self._step += 1
-        return Opened(h_in, hs, ts, step)
+        return Opened(h_in, tone_out, tone_gt, step)
 
     def before_forward(self, **extras: Any) -> None:
         """Called by the loop before each training forward, with the batch's extras. Default: nothing."""

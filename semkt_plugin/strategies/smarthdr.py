@@ -39,10 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..checks import check
-from ..hooks import FeatureHooks, hook_channels, unwrap_container
+from ..feature_hooks import FeatureHooks, hook_channels, unwrap_container
 from ..settings import Settings
+from ..validation import check
 from .base import Strategy, check_pair, select_output
+from .terms import Term, reported
 
 
 @dataclass
@@ -90,17 +91,28 @@ class SmartHDRConfig(Settings):
         super().__post_init__()
         check("ema", self.ema, at_least=0.0, at_most=1.0)
         check("judge_point", self.judge_point, kind=int, at_least=0)
-        check("patch", self.patch, at_least=1)
+        check("patch", self.patch, kind=int, at_least=1)
         for name in ("patch_threshold", "pixel_threshold", "beta"):  # scores are min-max normalised
             check(name, getattr(self, name), at_least=0.0, at_most=1.0)
         for name in ("lambda_u", "lambda_k"):
             check(name, getattr(self, name), at_least=0)
         check("sigma_min", self.sigma_min, above=0.0, below=1.0)  # the judge's σ is a sigmoid
+        check("strong_augment", self.strong_augment, kind=bool)
 
     @property
     def warmup_steps(self) -> int:
         """:attr:`warmup` in steps; a fraction needs :attr:`total_steps`."""
         return self.steps_of("warmup")
+
+
+#: SmartHDR's loss: the labelled uncertainty term, then the parts of the unlabelled one, λ_u·(u_l1 + λ_k·k_u),
+#: which :meth:`SmartHDR.unlabelled_loss` weighs itself, and the share of pseudo-label pixels kept
+TERMS: tuple[Term, ...] = (
+    Term("k_s", "lambda_k"),
+    Term("u_l1", None),
+    Term("k_u", None),
+    Term("kept", None),
+)
 
 
 class JudgeHead(nn.Module):
@@ -297,7 +309,7 @@ class SmartHDR(Strategy):
     """
 
     name = "smarthdr"
-    config_class = SmartHDRConfig
+    settings_class = SmartHDRConfig
     extras = ("unlabelled",)
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SmartHDRConfig,
@@ -322,7 +334,9 @@ class SmartHDR(Strategy):
         self.hooks = FeatureHooks(core, [point])
         self.teacher_hooks = FeatureHooks(self.teacher, [point])
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: it draws a few integers a step
-        self._terms: dict[str, Tensor | float] = {}
+        # this step's values of the rows of TERMS, and its weighted terms as the loss sums them
+        self._values: dict[str, Tensor | float] = {}
+        self._summed: dict[str, Tensor | float] = {}
         self._follow_model()
 
     @staticmethod
@@ -385,10 +399,10 @@ class SmartHDR(Strategy):
                 self._follow_student(step)
         finally:
             self.hooks.clear()
-        self._terms = {"s": cfg.lambda_k * k_s.detach()}
-        self._last = {"k_s": k_s.detach()}
+        self._values = {"k_s": k_s}
+        self._summed = {"k_s": TERMS[0].weight_in(cfg) * k_s.detach()}
         self._record(0.0, 0.0, 0.0, 0.0)  # until after_loss: the unlabelled components of the step are 0
-        return cfg.lambda_k * k_s
+        return TERMS[0].weight_in(cfg) * k_s
 
     def _strong_input(self, x: Any, aug: Augmentation) -> Any:
         """The strong view of one positional input: images (``ndim >= 4``) are augmented, their RGB triplets
@@ -465,9 +479,9 @@ class SmartHDR(Strategy):
 
     def _record(self, u_l1: Tensor | float, k_u: Tensor | float, kept: Tensor | float, term: Tensor | float) -> None:
         """Set the unlabelled components in :attr:`last_losses`; ``total`` is the step's weighted sum."""
-        self._terms["u"] = term
-        self._last = {"k_s": self._last.get("k_s", 0.0), "u_l1": u_l1, "k_u": k_u, "kept": kept,
-                      "total": sum(self._terms.values())}
+        self._values.update(u_l1=u_l1, k_u=k_u, kept=kept)
+        self._summed["u"] = term
+        self._last = reported(TERMS, self._values, self._summed)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {**super().get_extra_state(), "generator": self.generator.get_state()}

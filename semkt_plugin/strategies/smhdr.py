@@ -46,11 +46,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..checks import check
 from ..data.layout import scene_of
-from ..hooks import FeatureMasks, unwrap_container
+from ..feature_hooks import FeatureMasks, unwrap_container
 from ..settings import Settings
+from ..validation import check
 from .base import Strategy
+from .terms import Term, reported
 
 
 @dataclass
@@ -97,6 +98,9 @@ class SMHDRConfig(Settings):
         for name in ("peak_ratio", "region_prob"):
             check(name, getattr(self, name), at_least=0.0, at_most=1.0)
         check("refresh", self.refresh, kind=int, at_least=1)
+        for name in ("mask_temperature", "loss_temperature"):
+            check(name, getattr(self, name), kind=(int, float))
+        check("lambda_region", self.lambda_region, at_least=0)
         if self.mask_points is not None:
             self.mask_points = tuple(self.mask_points)
             if not self.mask_points or any(isinstance(i, bool) or not isinstance(i, int) for i in self.mask_points):
@@ -117,6 +121,13 @@ class SMHDRConfig(Settings):
             raise ValueError(f"the curriculum needs ramp_start <= ramp_peak <= ramp_end, got steps {tuple(steps)} "
                              f"from {self.ramp_start!r}, {self.ramp_peak!r}, {self.ramp_end!r}")
         return steps[0], steps[1], steps[2]
+
+
+#: SMHDR's loss, and the mask ratio of the forward, reported beside it
+TERMS: tuple[Term, ...] = (
+    Term("region", "lambda_region"),
+    Term("ratio", None),
+)
 
 
 def curriculum_ratio(step: int, start: int, peak: int, end: int, peak_ratio: float) -> float:
@@ -166,7 +177,7 @@ class SMHDR(Strategy):
     """
 
     name = "smhdr"
-    config_class = SMHDRConfig
+    settings_class = SMHDRConfig
     extras = ("regions",)
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SMHDRConfig, skb: nn.Module | None = None) -> None:
@@ -312,9 +323,9 @@ class SMHDR(Strategy):
             self._accumulate(keys, inv, diff.detach().square().mean(1))
             if (step + 1) % cfg.refresh == 0:
                 self._refresh()
-        total = cfg.lambda_region * region
-        self._last = {"region": region.detach(), "ratio": ratio, "total": total.detach()}
-        return total
+        weighted = {"region": TERMS[0].weight_in(cfg) * region}
+        self._last = reported(TERMS, {"region": region, "ratio": ratio}, weighted)
+        return weighted["region"]
 
     def _accumulate(self, keys: list[int], inv: Tensor, sq: Tensor) -> None:
         """Add a batch's per-pixel squared μ-law errors ``sq`` ``(B, H, W)`` to the regions' running sums."""

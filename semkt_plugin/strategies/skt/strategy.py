@@ -19,22 +19,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..adapter import Adapter
-from ..checks import check
-from ..hooks import FeatureHooks, hook_channels, unwrap_container
-from ..perceptual import build_perceptual, vgg19_state_dict
-from ..pretrained import MissingWeights, missing_weights
-from ..settings import Settings
-from .base import Opened, Strategy
+from ...adapter import Adapter
+from ...feature_hooks import FeatureHooks, hook_channels, unwrap_container
+from ...pretrained import MissingWeights, missing_weights
+from ...settings import Settings
+from ...validation import check
+from ..base import Opened, Strategy
+from ..terms import Term, reported
 from .losses import content_loss, histogram_loss
+from .perceptual import build_perceptual, vgg19_state_dict
 from .skam import SKAM
-from .spgrm import SPGRM
+from .teacher import SPGRM
 
 
 @dataclass
 class SKTConfig(Settings):
-    """Semantic Knowledge Transfer settings (``strategy="skt"``; ``semkt_plugin.Config`` is the same class). Defaults
-    are the paper's (§3.3–3.5) unless noted; docs/method.md has each choice and its measurement.
+    """Semantic Knowledge Transfer settings (``strategy="skt"``). Defaults are the paper's (§3.3–3.5) unless noted;
+    docs/method.md has each choice and its measurement.
 
     Loss weights (eq. 14; a weight of 0 switches its term off and skips its work):
         lambda_spg: weight of the teacher's L_spg (eq. 13) in the returned loss.
@@ -139,11 +140,31 @@ class SKTConfig(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        # what the parts check themselves (SKB, teacher, SKAM, histogram) is checked there, once
         for name in ("lambda_spg", "lambda_content", "lambda_perceptual", "lambda_color", "lambda_feat"):
             check(name, getattr(self, name), at_least=0)
+        for name in ("distill_gate", "use_priors", "teacher_moves_orm", "color_background", "use_skam"):
+            check(name, getattr(self, name), kind=bool)
+        check("num_regions", self.num_regions, kind=int, at_least=1)
         check("prior_source", self.prior_source, one_of=("output", "truth"))
         check("perceptual", self.perceptual, one_of=("vgg19", "skb", "none"))
+        check("teacher_dim", self.teacher_dim, kind=int, at_least=1)
+        check("teacher_heads", self.teacher_heads, kind=int, at_least=1)
+        check("teacher_stride", self.teacher_stride, kind=int, at_least=1)
+        check("prior_fusion", self.prior_fusion, one_of=("attention", "spatial", "both"))
+        if self.use_priors and self.prior_fusion != "spatial" and self.teacher_dim % self.teacher_heads:
+            raise ValueError(f"teacher_dim {self.teacher_dim} must be divisible by teacher_heads {self.teacher_heads} "
+                             f"(the Prior Fusion Blocks split it into heads)")
+        check("hist_bins", self.hist_bins, kind=int, at_least=1)
+        check("hist_kernel", self.hist_kernel, one_of=("sigmoid", "gaussian"))
+        check("hist_slope", self.hist_slope, kind=(int, float), above=0)
+        check("hist_bandwidth", self.hist_bandwidth, kind=(int, float), above=0, optional=True)
+        check("hist_chunk", self.hist_chunk, kind=int, at_least=1, optional=True)
+        check("skam_latent", self.skam_latent, kind=int, at_least=1)
+        check("skam_ratio", self.skam_ratio, at_least=0.0, at_most=1.0)
+        check("skam_mask", self.skam_mask, one_of=("spatial", "element"))
+        check("skam_patch", self.skam_patch, kind=int, at_least=1)
+        check("skam_norm", self.skam_norm, one_of=("image", "channel", "none"))
+        check("skam_reduction", self.skam_reduction, one_of=("mean", "sum"))
         if isinstance(self.skb_weights, Path):
             self.skb_weights = str(self.skb_weights)
         if self.total_steps is not None:
@@ -201,7 +222,7 @@ def gated_target(teacher: Tensor, student: Tensor, truth: Tensor) -> Tensor:
 
 def load_configured_skb(config: SKTConfig) -> nn.Module:
     """The SKB that ``config`` names (``skb_weights``, ``skb_arch``, ``num_regions``)."""
-    from ..skb import load_skb
+    from ...skb import load_skb
 
     return load_skb(config.skb_weights, arch=config.skb_arch, num_regions=config.num_regions)
 
@@ -217,7 +238,7 @@ def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
         MissingWeights: each missing file, where it was looked for, how to provide it, and the settings that work
             offline.
     """
-    from ..skb import load_skb, skb_weights_file
+    from ...skb import load_skb, skb_weights_file
 
     skb_file = vgg19 = None
     missing = []
@@ -238,7 +259,7 @@ def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
     return skb, build_perceptual(config.perceptual, vgg19, skb) if config.perceptual_on else None
 
 
-class Step:
+class Shared:
     """What the terms of one ``loss()`` call share, computed once: T(H_in) and T(GT), the SKB's pass, the teacher,
     and (on first use) the distillation target.
 
@@ -248,16 +269,17 @@ class Step:
 
     def __init__(self, skt: SemanticTransfer, opened: Opened, active: set[str]) -> None:
         cfg = skt.config
-        self.skt, self.h_in, self.hs, self.ts = skt, opened.h_in, opened.hs, opened.ts
+        self.skt, self.h_in, self.tone_out, self.tone_gt = skt, opened.h_in, opened.tone_out, opened.tone_gt
         student_grad = "content" in active and skt.perceptual_is_skb
         if cfg.prior_source == "output":
-            features, self.regions = skt.skb_pass(self.hs, regions="color" in active, grad=student_grad)
+            features, self.regions = skt.skb_pass(self.tone_out, regions="color" in active, grad=student_grad)
             self.student_features = features if student_grad else None
         else:
-            features, self.regions = skt.skb_pass(self.ts, regions="color" in active, grad=False)
-            self.student_features = skt.skb_pass(self.hs, regions=False, grad=True)[0] if student_grad else None
-        self.hhat, self.teacher_features = skt.teacher(self.hs if cfg.teacher_moves_orm else self.hs.detach(),
-                                                       [f.detach() for f in features] if cfg.use_priors else None)
+            features, self.regions = skt.skb_pass(self.tone_gt, regions="color" in active, grad=False)
+            self.student_features = skt.skb_pass(self.tone_out, regions=False, grad=True)[0] if student_grad else None
+        tone_out = self.tone_out if cfg.teacher_moves_orm else self.tone_out.detach()
+        self.hhat, self.teacher_features = skt.teacher(tone_out, [f.detach() for f in features] if cfg.use_priors
+                                                       else None)
 
     @cached_property
     def target(self) -> Tensor:
@@ -266,67 +288,52 @@ class Step:
         # and chasing it would drive a sigmoid output into saturation, where its gradient dies
         target = self.hhat.detach().clamp(0, 1)
         if self.skt.config.distill_gate:
-            target = gated_target(target, self.hs.detach(), self.ts)
+            target = gated_target(target, self.tone_out.detach(), self.tone_gt)
         return target
 
 
-def spg_term(step: Step) -> Tensor:
+def spg_term(shared: Shared) -> Tensor:
     """L_spg (eq. 13): the teacher's L1 to T(GT)."""
-    return F.l1_loss(step.hhat, step.ts)
+    return F.l1_loss(shared.hhat, shared.tone_gt)
 
 
-def content_term(step: Step) -> Tensor:
+def content_term(shared: Shared) -> Tensor:
     """L_content (eq. 5): L1 and the perceptual term towards the target."""
-    cfg = step.skt.config
-    return content_loss(step.hs, step.target, step.skt.perceptual, cfg.lambda_perceptual,
-                        student_features=step.student_features)
+    cfg = shared.skt.config
+    return content_loss(shared.tone_out, shared.target, shared.skt.perceptual, cfg.lambda_perceptual,
+                        student_features=shared.student_features)
 
 
-def color_term(step: Step) -> Tensor:
+def color_term(shared: Shared) -> Tensor:
     """L_color (eqs. 6–10): the per-region soft histograms against the target's."""
-    cfg = step.skt.config
-    regions = with_background(step.regions) if cfg.color_background else step.regions
-    return histogram_loss(step.hs, step.target, regions, cfg.hist_bins, cfg.hist_kernel, cfg.hist_slope,
+    cfg = shared.skt.config
+    regions = with_background(shared.regions) if cfg.color_background else shared.regions
+    return histogram_loss(shared.tone_out, shared.target, regions, cfg.hist_bins, cfg.hist_kernel, cfg.hist_slope,
                           cfg.hist_bandwidth, cfg.hist_chunk)
 
 
-def feat_term(step: Step) -> Tensor:
+def orm_term(shared: Shared) -> Tensor:
+    """The model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin. Reported, not
+    summed."""
+    return F.l1_loss(shared.tone_out.detach(), shared.tone_gt)
+
+
+def feat_term(shared: Shared) -> Tensor:
     """L_feat: SKAM between the model's hooked features and the teacher's."""
-    skt, h = step.skt, step.h_in
+    skt, h = shared.skt, shared.h_in
     # a half or bfloat16 model's features meet the plugin's float32 layers (autocast recasts them)
     student = [s.float() for s in skt.hooks.maps(aspect=h.shape[-2] / h.shape[-1])]
-    return skt.skam(student, step.teacher_features)
+    return skt.skam(student, shared.teacher_features)
 
 
-@dataclass(frozen=True)
-class Term:
-    """One weighted term of skt's loss, a row of :data:`TERMS`.
-
-    Attributes:
-        name: its key in ``loss_terms()`` and ``last_losses``.
-        weight: an :class:`SKTConfig` field holding its λ, or a number.
-        compute: its unweighted value from the call's :class:`Step`.
-        distil: whether the distillation schedule ramps it (from ``distill_start``); such a term is computed only
-            while its weight is above 0. A term that is not (L_spg) is computed in every call.
-        built: whether the plugin has what the term needs (SKAM for L_feat).
-        idle: a zero that reaches the term's parameters while it is skipped, so ``DDP`` finds a gradient for each.
-    """
-
-    name: str
-    weight: str | float
-    compute: Callable[[Step], Tensor]
-    distil: bool = True
-    built: Callable[[SemanticTransfer], bool] = lambda skt: True
-    idle: Callable[[SemanticTransfer], Tensor] | None = None
-
-
-#: skt's loss, in the order its terms are summed
+#: skt's loss, in the order its terms are summed; the distillation terms are ramped from ``distill_start``
 TERMS: tuple[Term, ...] = (
-    Term("spg", "lambda_spg", spg_term, distil=False),
-    Term("content", "lambda_content", content_term),
-    Term("color", "lambda_color", color_term),
-    Term("feat", "lambda_feat", feat_term, built=lambda skt: skt.skam is not None,
+    Term("spg", "lambda_spg", spg_term),
+    Term("content", "lambda_content", content_term, ramped=True),
+    Term("color", "lambda_color", color_term, ramped=True),
+    Term("feat", "lambda_feat", feat_term, ramped=True, built=lambda skt: skt.skam is not None,
          idle=lambda skt: sum(p.sum() for p in skt.skam.parameters()) * 0.0),
+    Term("orm", None, orm_term),
 )
 
 
@@ -334,7 +341,7 @@ class SemanticTransfer(Strategy):
     """The plugin's state and its loss. Built by :func:`semkt_plugin.wrap`; see there."""
 
     name = "skt"
-    config_class = SKTConfig
+    settings_class = SKTConfig
 
     def __init__(self, model: nn.Module, adapter: Adapter, config: SKTConfig, skb: nn.Module | None = None) -> None:
         super().__init__(model, adapter, config)
@@ -346,11 +353,11 @@ class SemanticTransfer(Strategy):
             skb.requires_grad_(False)
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
-        self.teacher = SPGRM(prior_channels, config.teacher_dim, config.teacher_heads, config.use_priors,
-                             config.teacher_stride, config.prior_fusion)
-        self.skam = SKAM(channels, config.teacher_dim, SPGRM.num_features, config.skam_latent, config.skam_ratio,
-                         config.seed, config.skam_mask, config.skam_patch, config.skam_norm,
-                         config.skam_reduction) if config.use_skam else None
+        self.teacher = SPGRM(prior_channels, dim=config.teacher_dim, heads=config.teacher_heads,
+                             use_priors=config.use_priors, stride=config.teacher_stride, fusion=config.prior_fusion)
+        self.skam = SKAM(channels, config.teacher_dim, num_teacher=SPGRM.num_features, latent=config.skam_latent,
+                         ratio=config.skam_ratio, seed=config.seed, mask=config.skam_mask, patch=config.skam_patch,
+                         norm=config.skam_norm, reduction=config.skam_reduction) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
         self._arm_hooks(0)
         # a loaded step count decides whether the next forward captures features
@@ -382,17 +389,16 @@ class SemanticTransfer(Strategy):
     def weights(self, step: int) -> dict[str, float]:
         """The weight of each term the plugin has built, at training step ``step`` (the ramp applied)."""
         ramp = distill_ramp(step, self._start, self._warmup)
-        return {term.name: ramp * weight if term.distil else weight for term, weight in self._lambdas()}
+        return {term.name: ramp * weight if term.ramped else weight for term, weight in self._lambdas()}
 
     def _lambdas(self) -> list[tuple[Term, float]]:
-        """Each term the plugin has built, with its λ."""
-        return [(term, getattr(self.config, term.weight) if isinstance(term.weight, str) else term.weight)
-                for term in TERMS if term.built(self)]
+        """Each summed term the plugin has built, with its λ."""
+        return [(term, term.weight_in(self.config)) for term in TERMS if term.built(self) and term.weight is not None]
 
-    def _logged(self) -> list[str]:
-        """The keys of :attr:`last_losses`: each term the plugin has built, but a distillation term whose λ is 0,
-        then ``orm`` and ``total``."""
-        return [term.name for term, weight in self._lambdas() if weight > 0 or not term.distil] + ["orm", "total"]
+    def _reported(self) -> list[Term]:
+        """The rows of :attr:`last_losses`: each term the plugin has built, but a distillation term whose λ is 0."""
+        return [term for term in TERMS if term.built(self)
+                and (term.weight is None or not term.ramped or term.weight_in(self.config) > 0)]
 
     def loss_terms(self, output: Any, target: Tensor) -> dict[str, Tensor]:
         """The weighted terms of :meth:`loss` (:data:`TERMS`), each differentiable, in summing order.
@@ -413,21 +419,20 @@ class SemanticTransfer(Strategy):
                 self._arm_hooks(opened.step + 1)
             weights = self.weights(opened.step)
             active = {name for name, w in weights.items() if w > 0}
-            step = Step(self, opened, active)
+            shared = Shared(self, opened, active)
             raw = {}
             for term in TERMS:
-                if term.name in active or (term.name in weights and not term.distil):
-                    raw[term.name] = term.compute(step)
+                if term.name in active or (term.name in weights and not term.ramped):
+                    raw[term.name] = term.compute(shared)
                 elif term.name in weights and term.idle is not None:
                     raw[term.name] = term.idle(self)
         finally:
             if self.hooks is not None:
                 self.hooks.clear()
         terms = {name: weights[name] * value for name, value in raw.items()}
-        total = sum(t.detach() for t in terms.values())
-        # the model's own μ-law L1, beside the teacher's L_spg: their ratio is the teacher's margin
-        values = {**raw, "orm": F.l1_loss(opened.hs.detach(), opened.ts), "total": total}
-        self._last = {name: values[name].detach() if name in values else 0.0 for name in self._logged()}
+        rows = self._reported()
+        values = {**raw, **{term.name: term.compute(shared) for term in rows if term.weight is None}}
+        self._last = reported(rows, values, terms)
         return terms
 
     def _arm_hooks(self, step: int) -> None:

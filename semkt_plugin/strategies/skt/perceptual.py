@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
-from .pretrained import MissingWeights
+from ...pretrained import MissingWeights
 
 VGG19_CONV5_4 = 35  # torchvision's vgg19().features[:35] ends with conv5_4
 _MEAN = (0.485, 0.456, 0.406)

@@ -23,7 +23,7 @@ from .strategies.base import Strategy, wrapped_by
 
 def check_adapter_settings(adapter: Adapter) -> None:
     """An adapter's ``config`` may set any strategy's fields; a key that none has (a misspelling) is an error."""
-    known = set().union(*(field_names(cls.config_class) for cls in strategies().values()))
+    known = set().union(*(field_names(cls.settings_class) for cls in strategies().values()))
     for key in adapter.config:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=3)
@@ -40,7 +40,7 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
             single-device DataParallel wrappers are looked through. DataParallel over several GPUs is refused at
             the first training forward (use DDP).
         adapter: a registered adapter name (``"ahdr"``), an :class:`Adapter`, a dict or an adapter file.
-        config: settings, an instance of the strategy's ``config_class`` (:class:`~semkt_plugin.SKTConfig` for
+        config: settings, an instance of the strategy's ``settings_class`` (:class:`~semkt_plugin.SKTConfig` for
             ``"skt"``); ``None`` uses its defaults with the adapter's own overrides.
         skb: an already-built SKB (shared between runs, or for tests); ``None`` loads the configured one where the
             strategy needs it.
@@ -64,8 +64,8 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
     cls = get_strategy(strategy)
     adapter = get_adapter(adapter)
     check_adapter_settings(adapter)
-    if config is not None and not isinstance(config, cls.config_class):
-        raise TypeError(f"strategy {strategy!r} takes a {cls.config_class.__name__}, got {type(config).__name__}")
+    if config is not None and not isinstance(config, cls.settings_class):
+        raise TypeError(f"strategy {strategy!r} takes a {cls.settings_class.__name__}, got {type(config).__name__}")
     config = merge(cls.settings_for(adapter) if config is None else config, overrides)
     # the plugin's init comes from config.seed; the user's RNG stream stays as it was
     with torch.random.fork_rng(devices=[]):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check
+from ...validation import check
 
 MaskKind = Literal["element", "spatial"]
 TargetNorm = Literal["image", "channel", "none"]
@@ -127,16 +127,16 @@ class SKAM(nn.Module):
         reduction: ``"mean"`` or ``"sum"`` over stages.
     """
 
-    def __init__(self, student_channels: Sequence[int], teacher_channels: int, num_teacher: int = 3,
+    def __init__(self, student_channels: Sequence[int], teacher_channels: int, *, num_teacher: int = 3,
                  latent: int = 32, ratio: float = 0.5, seed: int = 0, mask: MaskKind = "spatial", patch: int = 8,
                  norm: TargetNorm = "image", reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__()
-        check("skam_latent", latent, kind=int, at_least=1)
-        check("skam_ratio", ratio, at_least=0.0, at_most=1.0)
-        check("skam_mask", mask, one_of=("spatial", "element"))
-        check("skam_patch", patch, kind=int, at_least=1)
-        check("skam_norm", norm, one_of=("image", "channel", "none"))
-        check("skam_reduction", reduction, one_of=("mean", "sum"))
+        check("latent", latent, kind=int, at_least=1)
+        check("ratio", ratio, at_least=0.0, at_most=1.0)
+        check("mask", mask, one_of=("spatial", "element"))
+        check("patch", patch, kind=int, at_least=1)
+        check("norm", norm, one_of=("image", "channel", "none"))
+        check("reduction", reduction, one_of=("mean", "sum"))
         self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent, norm) for c in student_channels)
         self.pairing = spread(len(student_channels), num_teacher)
         self.ratio, self.latent, self.seed = ratio, latent, seed
@@ -178,7 +178,7 @@ class SKAM(nn.Module):
 
 def align_size(student: Tensor, teacher: Tensor) -> tuple[int, int]:
     """Where a stage aligns: at the student feature's size, or at the teacher's where that is coarser in both sides
-    (a slim teacher, ``Config.teacher_stride``): the student is then average-pooled rather than the teacher's
+    (a slim teacher, ``SKTConfig.teacher_stride``): the student is then average-pooled rather than the teacher's
     coarse feature interpolated, so the stage costs what the teacher's resolution costs."""
     (hs, ws), (ht, wt) = student.shape[-2:], teacher.shape[-2:]
     return (ht, wt) if ht < hs and wt < ws else (hs, ws)

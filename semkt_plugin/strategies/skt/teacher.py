@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check
+from ...validation import check
 
 
 class LayerNorm2d(nn.Module):
@@ -99,7 +99,7 @@ class PriorFusionBlock(nn.Module):
     def __init__(self, dim: int, prior_dim: int, heads: int = 2) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"teacher_dim {dim} must be divisible by teacher_heads {heads}")
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads = heads
         self.norm_f, self.norm_p = LayerNorm2d(dim), LayerNorm2d(prior_dim)
         self.q = _project(prior_dim, dim)
@@ -211,7 +211,7 @@ class FusionModule(nn.Module):
     Prior Fusion Block (``fusion="attention"``), a per-pixel :class:`SpatialPriorFusion` (``"spatial"``), or the
     spatial one followed by eq. 4 (``"both"``)."""
 
-    def __init__(self, dim: int, prior_dim: int, heads: int, use_priors: bool, fusion: str = "attention") -> None:
+    def __init__(self, dim: int, prior_dim: int, *, heads: int, use_priors: bool, fusion: str = "attention") -> None:
         super().__init__()
         self.body = nn.Sequential(ResBlock(dim), ResBlock(dim))
         spatial, attention = (use_priors and fusion in ("spatial", "both"),
@@ -249,17 +249,18 @@ class SPGRM(nn.Module):
 
     num_features = 3
 
-    def __init__(self, prior_channels: Sequence[int], dim: int = 32, heads: int = 2, use_priors: bool = True,
+    def __init__(self, prior_channels: Sequence[int], *, dim: int = 32, heads: int = 2, use_priors: bool = True,
                  stride: int = 1, fusion: str = "attention") -> None:
         super().__init__()
-        check("teacher_dim", dim, kind=int, at_least=1)
-        check("teacher_stride", stride, kind=int, at_least=1)
-        check("prior_fusion", fusion, one_of=("attention", "spatial", "both"))
+        check("dim", dim, kind=int, at_least=1)
+        check("stride", stride, kind=int, at_least=1)
+        check("fusion", fusion, one_of=("attention", "spatial", "both"))
         self.use_priors = use_priors
         self.stride = stride
         self.fpn = PriorPyramid(prior_channels, dim, self.num_features) if use_priors else None
         self.head = nn.Conv2d(3 * stride ** 2, dim, 3, padding=1)
-        self.fusion = nn.ModuleList(FusionModule(dim, dim, heads, use_priors, fusion) for _ in range(self.num_features))
+        self.fusion = nn.ModuleList(FusionModule(dim, dim, heads=heads, use_priors=use_priors, fusion=fusion)
+                                    for _ in range(self.num_features))
         self.tail = nn.Conv2d(dim, 3 * stride ** 2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
