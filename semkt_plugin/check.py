@@ -71,6 +71,28 @@ def check_adapter(model: nn.Module, adapter: str | Adapter | Mapping[str, Any],
 
     Raises:
         KeyError: a hook path is not a module; the message lists the closest real names.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from semkt_plugin import check_adapter
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1),
+        ...                       nn.Sigmoid())
+        >>> report = check_adapter(model, {"name": "tiny", "hooks": ["0"]}, [torch.rand(1, 3, 32, 32)])
+        >>> report.ok, report.output_shape
+        (True, (1, 3, 32, 32))
+        >>> point = report.points[0]
+        >>> point.fired, point.shape, point.channels
+        (1, (1, 8, 32, 32), 8)
+        >>> print(report)  # doctest: +ELLIPSIS
+        adapter 'tiny' (given): H_in (1, 3, 32, 32), domain srgb, scale 1.0, range [...]
+          ok      forward 0...fired 1x  map (1, 8, 32, 32)  channels 8
+                          skt: read for SKAM; ...
+
+        A ReLU has no channels to build SKAM for, so hooking it is a problem the report names:
+
+        >>> check_adapter(model, {"name": "tiny", "hooks": ["1"]}, [torch.rand(1, 3, 32, 32)]).ok
+        False
     """
     adapter = get_adapter(adapter)
     core = unwrap_container(model)

@@ -63,6 +63,15 @@ def mu_law(h: Tensor, mu: float = MU) -> Tensor:
 
     Returns:
         Tensor of ``h``'s shape, float32, in ``[0, 1]`` where ``h`` is.
+
+    Example:
+        Black and white stay put; the dark tones are lifted:
+
+        >>> import torch
+        >>> mu_law(torch.tensor([0.0, 0.01, 1.0]))
+        tensor([0.0000, 0.4616, 1.0000])
+        >>> mu_law(torch.ones(2, 3, dtype=torch.float16)).dtype
+        torch.float32
     """
     return torch.log1p(mu * h.float()) / math.log1p(mu)
 
@@ -145,7 +154,25 @@ def domain_transfer(
 
 
 class DomainTransfer(nn.Module):
-    """Module form of :func:`domain_transfer` with the adapter's settings bound."""
+    """Module form of :func:`domain_transfer` with the adapter's settings bound.
+
+    Example:
+        >>> import torch
+        >>> T = DomainTransfer(scale=2.0)
+        >>> T
+        DomainTransfer(domain='srgb', scale=2.0, negative='error', mu=5000.0)
+        >>> T(torch.full((1, 3, 4, 4), 2.0)).unique()  # H / scale = 1 maps to 1
+        tensor([1.])
+
+        Packed RGGB planes are demosaicked to RGB at twice their size:
+
+        >>> DomainTransfer("raw")(torch.rand(1, 4, 8, 8)).shape
+        torch.Size([1, 3, 16, 16])
+        >>> T(-torch.ones(1, 3, 4, 4))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: H_in has negative values (min -1) ...
+    """
 
     def __init__(
         self,

@@ -55,6 +55,30 @@ def wrap(model: nn.Module, adapter: str | Path | Mapping[str, Any] | Adapter, co
     Raises:
         semkt_plugin.pretrained.MissingWeights: pretrained weights the settings need (the SKB's, VGG19's) are
             neither on disk nor downloadable; one error names them all and the settings that work offline.
+
+    Example:
+        A model built inline, an adapter given as a dict, the offline stand-in SKB and a narrow teacher:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> from semkt_plugin import wrap
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1),
+        ...                       nn.Sigmoid())
+        >>> adapter = {"name": "tiny", "hooks": ["0"], "output": None, "domain": "srgb"}
+        >>> skt = wrap(model, adapter, skb_weights="standin", perceptual="skb", teacher_dim=8, teacher_heads=1,
+        ...            skam_latent=4, total_steps=10)
+        >>> out = model(torch.rand(1, 3, 32, 32))
+        >>> loss = skt.loss(out, torch.rand(1, 3, 32, 32))
+        >>> loss.shape, loss.requires_grad
+        (torch.Size([]), True)
+        >>> sorted(skt.last_losses)
+        ['color', 'content', 'feat', 'orm', 'spg', 'total']
+        >>> skt.last_losses["content"]  # the distillation starts half way through total_steps
+        0.0
+        >>> any(p is q for p in skt.parameters() for q in model.parameters())  # the plugin's own modules only
+        False
+        >>> skt.unwrap() is model
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"wrap() needs the model (an nn.Module), got {type(model).__name__}")
@@ -81,6 +105,19 @@ def unwrap(model: nn.Module) -> nn.Module:
 
     Raises:
         ValueError: ``model`` is not wrapped by semkt.
+
+    Example:
+        >>> from torch import nn
+        >>> from semkt_plugin import unwrap, wrap
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Sigmoid())
+        >>> skt = wrap(model, {"name": "tiny", "hooks": ["0"]}, skb_weights="standin", perceptual="skb",
+        ...            teacher_dim=8, teacher_heads=1, skam_latent=4, total_steps=10)
+        >>> unwrap(model) is model
+        True
+        >>> unwrap(model)
+        Traceback (most recent call last):
+        ...
+        ValueError: this model is not wrapped by semkt (or was unwrapped already)
     """
     skt = wrapped_by(model)
     if skt is None:

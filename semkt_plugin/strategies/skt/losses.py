@@ -368,6 +368,24 @@ def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int 
     Returns:
         Scalar: mean over images of the mean over non-empty regions of ``(1/C) Σ_c (1/K) Σ_i (H^S − H^T)²``
         (``K`` bins); 0 for an image without a non-empty region.
+
+    Example:
+        Two regions, the top and bottom halves; a student that is all black against a uniform teacher:
+
+        >>> import torch
+        >>> regions = torch.zeros(1, 2, 16, 16)
+        >>> regions[:, 0, :8] = 1
+        >>> regions[:, 1, 8:] = 1
+        >>> teacher = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> histogram_loss(teacher, teacher, regions, bins=16)
+        tensor(0.)
+        >>> student = torch.zeros(1, 3, 16, 16, requires_grad=True)
+        >>> loss = histogram_loss(student, teacher, regions, bins=16)
+        >>> loss.shape, round(loss.item(), 4)
+        (torch.Size([]), 0.0162)
+        >>> loss.backward()
+        >>> student.grad.shape
+        torch.Size([1, 3, 16, 16])
     """
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in shape")
@@ -378,7 +396,19 @@ def histogram_loss(student: Tensor, teacher: Tensor, regions: Tensor, bins: int 
 
 
 class HistogramLoss(nn.Module):
-    """Module form of :func:`histogram_loss`."""
+    """Module form of :func:`histogram_loss`.
+
+    Example:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> student, teacher = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+        >>> regions = torch.ones(2, 1, 16, 16)  # one region, the whole image
+        >>> loss = HistogramLoss(bins=16)
+        >>> torch.equal(loss(student, teacher, regions), histogram_loss(student, teacher, regions, bins=16))
+        True
+        >>> loss(student, student, regions)
+        tensor(0.)
+    """
 
     def __init__(self, bins: int = 256, kernel: Kernel = "sigmoid", slope: float = 400.0,
                  bandwidth: float | None = None, chunk: int | None = None, min_mass: float = 1.0) -> None:
