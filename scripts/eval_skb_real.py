@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from train_skb_standin import segment_everything, view_image  # the sibling script: same images and masks
 
-from semkt_plugin.data.brackets import real_view_paths
-from semkt_plugin.data.rgbe import read_rgbe
+from semkt_plugin.reproduction.brackets import real_view_paths
+from semkt_plugin.reproduction.rgbe import read_rgbe
 from semkt_plugin.skb import load_skb
 
 FIGURE_VIEWS = (0, 3, 4, 7)  # two views of each validation panorama

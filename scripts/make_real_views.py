@@ -20,10 +20,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from panorama import perspective_view  # scripts/panorama.py, beside this script
 
-from semkt_plugin.data.brackets import PANORAMAS
-from semkt_plugin.data.panorama import perspective_view
-from semkt_plugin.data.rgbe import decode_rgbe, write_rgbe
+from semkt_plugin.reproduction.brackets import PANORAMAS
+from semkt_plugin.reproduction.rgbe import decode_rgbe, write_rgbe
 
 SOURCE = "https://github.com/pmndrs/drei-assets"
 COMMIT = "456060a26bbeb8fdf79326f224b6d99b8bcce736"
@@ -38,7 +38,7 @@ README = """\
 
 {n} linear HDR views ({size}×{size}, Radiance RGBE, run-length encoded) of {p} equirectangular panoramas
 from [Poly Haven](https://polyhaven.com), released under CC0 (https://polyhaven.com/license): no rights
-reserved, free for any use.  `semkt_plugin.data.brackets` turns them into Kalantari-style dynamic brackets.
+reserved, free for any use.  `semkt_plugin.reproduction.brackets` turns them into Kalantari-style dynamic brackets.
 
 Source: the 1k panoramas `hdri/<name>_1k.hdr` of {source} at commit `{commit}`.
 

@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from semkt_plugin.data.brackets import generate_real_dataset
-from semkt_plugin.data.kalantari import KalantariDataset
+from semkt_plugin.diagnostics.probe import run_probe
 from semkt_plugin.domain import mu_law
-from semkt_plugin.eval.paired import load_example
-from semkt_plugin.eval.probe import run_probe
-from semkt_plugin.eval.verdict import OFFLINE
+from semkt_plugin.pretrained import OFFLINE
+from semkt_plugin.reproduction.brackets import generate_real_dataset
+from semkt_plugin.reproduction.kalantari import KalantariDataset
+from semkt_plugin.reproduction.paired import load_example
 from semkt_plugin.skb import load_skb
 from semkt_plugin.strategies.skt import SKTConfig
 

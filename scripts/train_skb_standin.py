@@ -3,7 +3,7 @@
 FastSAM's released weights cannot be downloaded everywhere, so semkt ships a small network of the same
 family (YOLOv8-seg, one class "object") trained with ultralytics' own trainer.  FastSAM learnt to segment
 everything from SAM's automatic masks; this stand-in learns it from a classical segmenter's masks over real
-content, the train split's shipped HDR views (``semkt_plugin.data.brackets``; never the validation or test
+content, the train split's shipped HDR views (``semkt_plugin.reproduction.brackets``; never the validation or test
 views):
 
 - Images: what the SKB sees in use, the mu-law tone-mapped HDR ``T(H) = log(1 + 5000 H) / log(1 + 5000)``
@@ -47,9 +47,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from semkt_plugin.data.brackets import make_bracket, real_view_paths
-from semkt_plugin.data.rgbe import read_rgbe
 from semkt_plugin.domain import mu_law
+from semkt_plugin.reproduction.brackets import make_bracket, real_view_paths
+from semkt_plugin.reproduction.rgbe import read_rgbe
 
 HIGHLIGHT_PERCENTILE = 99.9  # a whole view is scaled so that this percentile of its largest channel is 1
 FZ_SCALE, FZ_SIGMA = 200.0, 0.8  # Felzenszwalb at 192 px: tens of segments that follow object outlines

@@ -20,10 +20,11 @@ import argparse
 import json
 from pathlib import Path
 
-from semkt_plugin.data.brackets import generate_real_dataset
-from semkt_plugin.eval.paired import Training, Variant, paired_runs
-from semkt_plugin.eval.stats import paired_gain
-from semkt_plugin.eval.verdict import OFFLINE, format_table, margin, summarise
+from semkt_plugin.diagnostics.stats import paired_gain
+from semkt_plugin.pretrained import OFFLINE
+from semkt_plugin.reproduction.brackets import generate_real_dataset
+from semkt_plugin.reproduction.paired import Training, Variant, paired_runs
+from semkt_plugin.reproduction.verdict import format_table, margin, summarise
 
 STEPS = 600
 BASE = {**OFFLINE, "distill_start": 300, "distill_warmup": 100}

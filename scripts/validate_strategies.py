@@ -3,7 +3,7 @@
 Every arm is trained and tested with the demo's settings (real-content brackets, AHDR nFeat 16, 600 steps of 64²
 crops, batch 2) on the validation views, never the test ones; SMHDR arms pair with AHDR, SmartHDR arms with AHDR
 trained on the same quarter of the scenes alone. These runs chose ``mask_points=(0,)`` as SMHDR's default and the
-demo's SmartHDR settings (``semkt_plugin.eval.demo.SMARTHDR_AT_DEMO_SCALE``). The table of docs/results.md::
+demo's SmartHDR settings (``semkt_plugin.reproduction.demo.SMARTHDR_AT_DEMO_SCALE``). The table of docs/results.md::
 
     python scripts/validate_strategies.py --out val --seeds 0 1
 
@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from semkt_plugin.data.brackets import generate_real_dataset
-from semkt_plugin.eval.paired import Training, Variant, paired_runs
-from semkt_plugin.eval.verdict import format_table, summarise
+from semkt_plugin.reproduction.brackets import generate_real_dataset
+from semkt_plugin.reproduction.paired import Training, Variant, paired_runs
+from semkt_plugin.reproduction.verdict import format_table, summarise
 
 FEW = "AHDR, 0.25 labelled"
 QUARTER = ["--labelled_fraction", "0.25"]

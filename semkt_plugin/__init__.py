@@ -7,7 +7,7 @@
 __version__ = "0.1.0"
 
 from .adapter import Adapter, HookPoint
-from .check import check_adapter
+from .diagnostics.check import check_adapter
 from .hookspecs import hookimpl
 from .settings import Settings
 from .strategies.base import Strategy

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .eval.runtime import (
+from .diagnostics.runtime import (
     CHECK_DEVICE_HELP,
     DEVICE_HELP,
     DefaultsHelp,
@@ -21,7 +21,7 @@ from .eval.runtime import (
     named_settings,
     resolve_device,
 )
-from .eval.verdict import OFFLINE
+from .pretrained import OFFLINE
 
 
 def load_object(spec: str, option: str = "--model") -> Any:
@@ -71,7 +71,7 @@ def _factory_model(spec: str, kwargs: str, namespace: bool) -> Any:
 def cmd_check(args: argparse.Namespace) -> int:
     import torch
 
-    from .check import check_adapter
+    from .diagnostics.check import check_adapter
 
     device = resolve_device(args.device)
     model = _factory_model(args.model, args.kwargs, args.namespace).to(device)
@@ -90,7 +90,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, str]:
     mode, seeded with ``--seed``, and its name."""
     import torch
 
-    from .eval.paired import EXAMPLE_DIR, load_example
+    from .reproduction.paired import EXAMPLE_DIR, load_example
 
     torch.manual_seed(args.seed)
     if args.model is not None:
@@ -109,7 +109,7 @@ def kalantari_batches(data: Path, crop: int, batchsize: int) -> Callable[..., It
     import torch
     from torch.utils.data import DataLoader
 
-    from .data.kalantari import KalantariDataset
+    from .reproduction.kalantari import KalantariDataset
 
     def batches(seed: int, device: Any) -> Iterable:  # on the CPU: the run moves each batch to the device
         return DataLoader(KalantariDataset(data, "Training", crop=crop, augment=True, seed=seed),
@@ -168,8 +168,8 @@ def _write(out: Path, name: str, args: argparse.Namespace, device: Any, data: Pa
 def cmd_balance(args: argparse.Namespace) -> int:
     import torch
 
-    from .data.synth import generate_dataset
-    from .eval.balance import run_balance
+    from .diagnostics.balance import run_balance
+    from .reproduction.synth import generate_dataset
     from .wrapping import wrap
 
     device = resolve_device(args.device)
@@ -191,8 +191,8 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .data.brackets import generate_real_dataset
-    from .eval.probe import ARMS, CONTROL, run_probe
+    from .diagnostics.probe import ARMS, CONTROL, run_probe
+    from .reproduction.brackets import generate_real_dataset
     from .strategies.skt import SKTConfig
 
     device = resolve_device(args.device)
@@ -213,14 +213,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from .eval.demo import main as demo_main
+    from .reproduction.demo import main as demo_main
 
     demo_main(list(rest))
     return 0
 
 
 def cmd_verdict(args: argparse.Namespace, rest: Sequence[str]) -> int:
-    from .eval.verdict import main as verdict_main
+    from .reproduction.verdict import main as verdict_main
 
     verdict_main(list(rest))
     return 0

@@ -1,7 +1,10 @@
-"""The error for pretrained weights (the SKB's, VGG19's) that are neither on disk nor downloadable."""
+"""The settings that need no download, and the error for pretrained weights (the SKB's, VGG19's) that are neither
+on disk nor downloadable."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+OFFLINE = {"skb_weights": "standin", "perceptual": "skb"}  # FastSAM and VGG19 weights cannot be downloaded offline
 
 
 class MissingWeights(FileNotFoundError):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from semkt_plugin.cli import main
-from semkt_plugin.eval.balance import gradient_balance, run_balance, term_gradients
+from semkt_plugin.diagnostics.balance import gradient_balance, run_balance, term_gradients
 
 
 class Toy(nn.Module):

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from semkt_plugin.data import brackets, kalantari, layout
-from semkt_plugin.data.brackets import PANORAMAS, generate_real_dataset, make_bracket, real_view_paths
-from semkt_plugin.data.rgbe import read_rgbe
-from semkt_plugin.data.synth import GAMMA, READ, SHOT
+from semkt_plugin import layout
+from semkt_plugin.reproduction import brackets, kalantari
+from semkt_plugin.reproduction.brackets import PANORAMAS, generate_real_dataset, make_bracket, real_view_paths
+from semkt_plugin.reproduction.rgbe import read_rgbe
+from semkt_plugin.reproduction.synth import GAMMA, READ, SHOT
 
 
 @pytest.fixture(scope="module")

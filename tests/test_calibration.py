@@ -67,8 +67,8 @@ def test_prior_fusion_block_is_eq4_with_keys_and_values_from_the_feature():
 def test_every_distillation_term_off_trains_bit_identical_to_the_baseline(tmp_path):
     import json
 
-    from semkt_plugin.data.synth import generate_dataset
-    from semkt_plugin.eval.paired import Training, Variant, load_example, run
+    from semkt_plugin.reproduction.paired import Training, Variant, load_example, run
+    from semkt_plugin.reproduction.synth import generate_dataset
 
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     setup = Training(data, steps=4, batchsize=2, crop=32, nFeat=8, growthRate=4, nDenselayer=2)

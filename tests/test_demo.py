@@ -5,7 +5,7 @@ import math
 import pytest
 
 from semkt_plugin import cli
-from semkt_plugin.eval.runtime import describe_device, resolve_device
+from semkt_plugin.diagnostics.runtime import describe_device, resolve_device
 
 TINY = ["--steps", "2", "--crop", "32", "--batchsize", "1", "--nFeat", "8", "--growthRate", "4", "--nDenselayer", "2",
         "--seeds", "1"]

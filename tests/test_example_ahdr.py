@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from semkt_plugin.data.synth import generate_dataset
+from semkt_plugin.reproduction.synth import generate_dataset
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ahdr"
 MODULES = ("model", "dataset", "train", "test")

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from semkt_plugin.data import kalantari, layout
+from semkt_plugin import layout
+from semkt_plugin.reproduction import kalantari
 
 H, W = 12, 20
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from semkt_plugin.eval import metrics
+from semkt_plugin.reproduction import metrics
 
 C1, C2 = 0.01**2, 0.03**2
 

@@ -1,8 +1,15 @@
 """Perspective views of equirectangular panoramas: viewing direction, wrap-around in longitude."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from semkt_plugin.data.panorama import perspective_view
+# scripts/panorama.py serves scripts/make_real_views.py only, outside the package
+_SPEC = importlib.util.spec_from_file_location("panorama", Path(__file__).resolve().parents[1] / "scripts/panorama.py")
+_PANORAMA = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_PANORAMA)
+perspective_view = _PANORAMA.perspective_view
 
 H, W = 64, 128
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from _replicas import NAMES, replica_module
 
 from semkt_plugin import cli
-from semkt_plugin.eval.batches import split, to_device
-from semkt_plugin.eval.probe import run_probe
-from semkt_plugin.eval.runtime import describe_device, resolve_device
+from semkt_plugin.diagnostics.batches import split, to_device
+from semkt_plugin.diagnostics.probe import run_probe
+from semkt_plugin.diagnostics.runtime import describe_device, resolve_device
 from semkt_plugin.strategies.skt import SKTConfig
 
 MU = 5000.0

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from semkt_plugin.data.rgbe import RGBEError, decode_rgbe, encode_rgbe, read_rgbe, write_rgbe
+from semkt_plugin.reproduction.rgbe import RGBEError, decode_rgbe, encode_rgbe, read_rgbe, write_rgbe
 
 HEADER = b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n"
 
@@ -102,7 +102,7 @@ def test_writer_rejects_what_rgbe_cannot_hold():
 
 
 def test_reads_a_shipped_real_view_as_opencv_does():
-    from semkt_plugin.data.brackets import real_view_paths
+    from semkt_plugin.reproduction.brackets import real_view_paths
 
     path = real_view_paths("test")[0]
     ours = read_rgbe(path)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from semkt_plugin.data.brackets import real_view_paths
-from semkt_plugin.data.rgbe import read_rgbe
-from semkt_plugin.data.synth import make_scene
 from semkt_plugin.domain import mu_law
+from semkt_plugin.reproduction.brackets import real_view_paths
+from semkt_plugin.reproduction.rgbe import read_rgbe
+from semkt_plugin.reproduction.synth import make_scene
 from semkt_plugin.skb import STANDIN, SemanticKnowledgeBank, load_skb, ultralytics_sandbox
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_skb_standin.py"

@@ -19,10 +19,10 @@ from torch import nn
 
 from semkt_plugin import wrap
 from semkt_plugin.adapter import Adapter, HookPoint
-from semkt_plugin.data import kalantari
-from semkt_plugin.data.regions import RegionCacheError, build_region_maps, load_region_map
 from semkt_plugin.domain import mu_law
 from semkt_plugin.feature_hooks import FeatureMasks
+from semkt_plugin.reproduction import kalantari
+from semkt_plugin.reproduction.regions import RegionCacheError, build_region_maps, load_region_map
 from semkt_plugin.skb import SKBOutput
 from semkt_plugin.strategies.smhdr import SMHDRConfig, curriculum_ratio, region_ratios, region_weights
 
@@ -461,7 +461,7 @@ def test_end_to_end_with_the_standin_skb(tmp_path):
     """Synthetic scenes → region maps from the offline stand-in SKB → the dataset's IDs → masked steps."""
     from torch.utils.data import DataLoader
 
-    from semkt_plugin.data.synth import generate_dataset
+    from semkt_plugin.reproduction.synth import generate_dataset
 
     root = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 64), seed=0)
     paths = build_region_maps(root, progress=False)

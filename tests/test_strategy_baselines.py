@@ -3,8 +3,8 @@ plugin's hooks, judge, teacher, region maps and extra forwards leave the model's
 so every difference a strategy makes comes from its terms."""
 import pytest
 
-from semkt_plugin.data.synth import generate_dataset
-from semkt_plugin.eval.paired import Training, Variant, load_example, run
+from semkt_plugin.reproduction.paired import Training, Variant, load_example, run
+from semkt_plugin.reproduction.synth import generate_dataset
 
 
 @pytest.fixture(scope="module")

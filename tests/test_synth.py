@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from semkt_plugin.data import kalantari, layout, synth
-from semkt_plugin.data.synth import ADC_BITS, GAMMA, READ, SHOT, make_raw_scene, make_scene
+from semkt_plugin import layout
+from semkt_plugin.reproduction import kalantari, synth
+from semkt_plugin.reproduction.synth import ADC_BITS, GAMMA, READ, SHOT, make_raw_scene, make_scene
 
 SIZE = (96, 128)
 QUANT_VAR = 1 / (12 * (2**ADC_BITS - 1) ** 2)  # variance of uniform rounding to the ADC's levels

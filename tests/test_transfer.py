@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 
 from semkt_plugin import cli, wrap
-from semkt_plugin.eval.margin import margin_window, run_margin, teacher_margin
-from semkt_plugin.eval.probe import ProbeReport, run_probe
+from semkt_plugin.diagnostics.margin import margin_window, run_margin, teacher_margin
+from semkt_plugin.diagnostics.probe import ProbeReport, run_probe
 from semkt_plugin.strategies.skt.teacher import SPGRM, SpatialPriorFusion
 
 
@@ -77,8 +77,8 @@ def test_the_spatial_path_starts_as_the_identity_and_acts_per_pixel():
 @pytest.mark.slow  # four short runs of the tiny example AHDR with the stand-in SKB
 @pytest.mark.parametrize("option", [{"prior_source": "truth"}, {"prior_fusion": "both"}, {"prior_fusion": "spatial"}])
 def test_every_distillation_term_off_trains_bit_identical_to_the_baseline_under_each_new_option(tmp_path, option):
-    from semkt_plugin.data.synth import generate_dataset
-    from semkt_plugin.eval.paired import Training, Variant, load_example, run
+    from semkt_plugin.reproduction.paired import Training, Variant, load_example, run
+    from semkt_plugin.reproduction.synth import generate_dataset
 
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     setup = Training(data, steps=4, batchsize=2, crop=32, nFeat=8, growthRate=4, nDenselayer=2)
@@ -133,7 +133,7 @@ def test_probe_keeps_the_model_on_its_own_trajectory(skb):
 
 @pytest.mark.slow  # the example AHDR and three teachers, 10 steps, with the stand-in SKB
 def test_semkt_probe_runs_on_the_example_ahdr(tmp_path, capsys):
-    from semkt_plugin.data.synth import generate_dataset
+    from semkt_plugin.reproduction.synth import generate_dataset
 
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     out = tmp_path / "probe"

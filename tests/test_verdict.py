@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from semkt_plugin import cli
-from semkt_plugin.eval.stats import paired_gain
-from semkt_plugin.eval.verdict import summarise, variants
+from semkt_plugin.diagnostics.stats import paired_gain
+from semkt_plugin.reproduction.verdict import summarise, variants
 
 
 def test_paired_gain_mean_interval_and_seeds():
@@ -59,7 +59,7 @@ def test_pairs_trained_with_different_thread_counts_are_warned_of():
 
 @pytest.mark.slow  # four tiny training runs, two with the stand-in SKB
 def test_verdict_end_to_end_writes_gains_per_seed(tmp_path, capsys):
-    from semkt_plugin.data.synth import generate_dataset
+    from semkt_plugin.reproduction.synth import generate_dataset
 
     data = generate_dataset(tmp_path / "data", n_train=2, n_test=1, size=(48, 48), seed=0)
     args = ["verdict", "--data", str(data), "--out", str(tmp_path / "v"), "--seeds", "2", "--steps", "2",

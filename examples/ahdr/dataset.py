@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from semkt_plugin.data.kalantari import KalantariDataset
+from semkt_plugin.reproduction.kalantari import KalantariDataset
 
 
 def training_set(data_dir: str | Path, crop: int, seed: int, regions: bool = False) -> KalantariDataset:

@@ -12,8 +12,8 @@ from dataset import test_set
 from model import AHDR
 from tqdm import tqdm
 
-from semkt_plugin.data.kalantari import write_hdr
-from semkt_plugin.eval.metrics import hdr_metrics
+from semkt_plugin.reproduction.kalantari import write_hdr
+from semkt_plugin.reproduction.metrics import hdr_metrics
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     smhdr = args.semkt and args.strategy == "smhdr"
     smarthdr = args.semkt and args.strategy == "smarthdr"
     if smhdr:  # SMHDR's masks.npy: one region map per training scene, computed once and reused by later runs
-        from semkt_plugin.data.regions import build_region_maps
+        from semkt_plugin.reproduction.regions import build_region_maps
         from semkt_plugin.skb import load_skb
 
         build_region_maps(args.data_dir, skb=load_skb(args.skb))

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adapter import Adapter, HookPoint
-from ..data.layout import scene_of
 from ..feature_hooks import FeatureMasks, unwrap_container
+from ..layout import scene_of
 from ..settings import Settings
 from ..validation import check
 from .base import Strategy

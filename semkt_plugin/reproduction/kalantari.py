@@ -23,7 +23,7 @@ import tifffile
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .layout import REGION_MAP, global_region_ids, scene_dirs
+from ..layout import REGION_MAP, global_region_ids, scene_dirs
 from .regions import RegionCacheError, load_region_map
 
 GAMMA = 2.2
@@ -136,7 +136,7 @@ class KalantariDataset(Dataset):
     DataLoader derives from its own ``generator`` per epoch and worker.
 
     With ``regions=True`` each item also holds the scene's cached region map (``masks.npy``, see
-    :mod:`semkt_plugin.data.regions`) as ``(H, W)`` int64 global IDs (:mod:`semkt_plugin.data.layout`), cropped and
+    :mod:`semkt_plugin.reproduction.regions`) as ``(H, W)`` int64 global IDs (:mod:`semkt_plugin.layout`), cropped and
     flipped with the images; every scene's cache is checked against its reference LDR when the dataset is built.
     """
 

@@ -1,8 +1,8 @@
 """``semkt demo``: AHDR with and without Semantic Knowledge Transfer on real-content dynamic HDR scenes.
 
 Builds the data if missing (brackets synthesised from the shipped real HDR photographs,
-:mod:`semkt_plugin.data.brackets`; ``--scenes synthetic`` for the generated sprites of
-:mod:`semkt_plugin.data.synth`), runs the example repository ``examples/ahdr`` as is and with ``--semkt`` on the
+:mod:`semkt_plugin.reproduction.brackets`; ``--scenes synthetic`` for the generated sprites of
+:mod:`semkt_plugin.reproduction.synth`), runs the example repository ``examples/ahdr`` as is and with ``--semkt`` on the
 same data and number of steps, once per seed (each pair shares its seed: same initial weights, same batches),
 evaluates every run on the full test images, prints the table of ``semkt verdict`` (means, and each seed's gain
 with its 95 % interval) and writes ``results.json`` and ``figure.png``.
@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.kalantari import read_hdr, read_scene
-from ..data.layout import scene_dirs
+from ..diagnostics.runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, resolve_device
 from ..domain import mu_law
+from ..layout import scene_dirs
+from ..pretrained import OFFLINE
+from .kalantari import read_hdr, read_scene
 from .paired import EXAMPLE_DIR, Training, Variant, paired_runs
-from .runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, resolve_device
-from .verdict import ABLATIONS, BASELINE, OFFLINE, format_table, summarise, training_curves
+from .verdict import ABLATIONS, BASELINE, format_table, summarise, training_curves
 
 STRATEGY_ROWS = ("skt", "smhdr", "smarthdr")
 FLAGS = {"no_content": "w/o L_content", "no_color": "w/o L_color", "no_skam": "w/o SKAM", "no_priors": "w/o priors"}
@@ -75,11 +76,11 @@ def demo_data(args: argparse.Namespace, out: Path) -> Path:
     if args.data:
         return Path(args.data)
     if args.scenes == "synthetic":
-        from ..data.synth import generate_dataset
+        from .synth import generate_dataset
 
         return generate_dataset(out / "data", n_train=args.n_train, n_test=args.n_test, size=tuple(args.size),
                                 seed=args.seed)
-    from ..data.brackets import generate_real_dataset
+    from .brackets import generate_real_dataset
 
     return generate_real_dataset(out / "data", eval_split="test", seed=0)
 

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .adapter import Adapter
-from .feature_hooks import FeatureHooks, point_channels, to_map, unwrap_container
-from .registry import get_adapter, strategies
-from .strategies.base import select_output
+from ..adapter import Adapter
+from ..feature_hooks import FeatureHooks, point_channels, to_map, unwrap_container
+from ..registry import get_adapter, strategies
+from ..strategies.base import select_output
 
 
 @dataclass

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .layout import REGION_FINGERPRINT, REGION_MAP, SCENE_STRIDE, scene_dirs
+from ..layout import REGION_FINGERPRINT, REGION_MAP, SCENE_STRIDE, scene_dirs
 
 
 class RegionCacheError(ValueError):

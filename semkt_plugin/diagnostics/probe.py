@@ -2,11 +2,12 @@
 
 The model trains with its own loss alone, as it would without semkt, and beside it several teachers train on its
 output, each with other priors (``arms``): by default none, and the SKB's on the model's output (the paper's).
-None of them distils anything, so all of them see the very same model at every step, and their margins
-(:mod:`semkt_plugin.eval.margin`) are exactly comparable: a teacher with priors whose margin is no larger than the
-one without has, on this data, nothing from the SKB it can use, and distilling it can only pass on what a bigger
-network learns by itself. The control ``{"prior_source": "truth"}`` gives a teacher the SKB's priors of the ground
-truth itself: if even those do not raise its margin, the teacher cannot use priors, whatever the segmenter.
+None of them distils anything, so all of them see the very same model at every step, and their
+margins (:mod:`semkt_plugin.diagnostics.margin`) are exactly comparable: a teacher with priors whose margin
+is no larger than the one without has, on this data, nothing from the SKB it can use, and distilling it can only
+pass on what a bigger network learns by itself. The control ``{"prior_source": "truth"}`` gives a teacher the
+SKB's priors of the ground truth itself: if even those do not raise its margin, the teacher cannot use priors,
+whatever the segmenter.
 
     model.to("cuda")                                      # the probe runs where the model is
     report = run_probe(model, "ahdr", loader, their_loss, steps=300, lr=1e-4)
@@ -73,7 +74,7 @@ class ProbeReport:
         spg: per arm, its teacher's L_spg at each step.
         windows: how many windows the second half of the run is split into.
         reference: the arm the others are compared with.
-        setup: what ran, in words: ``device``, ``SKB`` and ``model`` (:mod:`semkt_plugin.eval.runtime`).
+        setup: what ran, in words: ``device``, ``SKB`` and ``model`` (:mod:`semkt_plugin.diagnostics.runtime`).
     """
 
     orm: list[float]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .. import example_ahdr
-from .runtime import describe_model, resolve_device
+from ..diagnostics.runtime import describe_model, resolve_device
 
 EXAMPLE_DIR = Path(example_ahdr.__file__).parent
 EXAMPLE_MODULES = ("model", "dataset", "train", "test")
@@ -53,8 +53,9 @@ def load_example(example_dir: Path = EXAMPLE_DIR) -> tuple[ModuleType, ModuleTyp
 
 @dataclass
 class Training:
-    """What every run of an experiment shares: data, steps, optimisation, the AHDR's width and the device
-    (``train.py``'s and ``test.py``'s ``--device``; the default: :func:`~semkt_plugin.eval.runtime.resolve_device`)."""
+    """What every run of an experiment shares: data, steps, optimisation, the AHDR's width and the
+    device (``train.py``'s and ``test.py``'s ``--device``; the default:
+    :func:`~semkt_plugin.diagnostics.runtime.resolve_device`)."""
 
     data: Path
     steps: int = 600

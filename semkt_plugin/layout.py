@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..validation import check
+from .validation import check
 
 SPLITS = ("Training", "Test")
 SCENE_STRIDE = 65536  # one more than the largest uint16 local ID

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..layout import SPLITS
 from .kalantari import write_scene
-from .layout import SPLITS
 
 GAMMA = 2.2
 SHOT = 1e-3  # shot-noise variance per unit signal (a 1000 e- full well, normalised)

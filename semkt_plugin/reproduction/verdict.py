@@ -2,7 +2,7 @@
 
 Protocol (docs/results.md):
 
-- Data: brackets synthesised from real HDR photographs (:mod:`semkt_plugin.data.brackets`), split by panorama.
+- Data: brackets synthesised from real HDR photographs (:mod:`semkt_plugin.reproduction.brackets`), split by panorama.
   Settings are chosen with ``--split validation``; ``--split test`` is run once, at the end, with the settings
   fixed.
 - Every variant is trained at every seed on the same data, crops and steps, with the same learning rate and
@@ -10,9 +10,9 @@ Protocol (docs/results.md):
 - Reported: mean gain, every seed's gain, and the paired-t 95 % interval for PSNR-μ, PSNR-L and SSIM-μ;
   ``--ablations`` adds the paper's Table 3 rows (without L_content, L_color, SKAM, the SKB priors). For every
   semkt row also the teacher's margin over the model just before the distillation starts
-  (:mod:`semkt_plugin.eval.margin`), an exact paired readout of what its teacher has to teach.
+  (:mod:`semkt_plugin.diagnostics.margin`), an exact paired readout of what its teacher has to teach.
 
-Runs are cached per folder (:mod:`semkt_plugin.eval.paired`): rerunning the same command after an interruption
+Runs are cached per folder (:mod:`semkt_plugin.reproduction.paired`): rerunning the same command after an interruption
 trains only what is missing.
 """
 from __future__ import annotations
@@ -22,15 +22,23 @@ import json
 import warnings
 from pathlib import Path
 
-from .margin import run_margin
+from ..diagnostics.margin import run_margin
+from ..diagnostics.runtime import (
+    DEVICE_HELP,
+    DefaultsHelp,
+    describe_skb,
+    device_arg,
+    header,
+    named_settings,
+    resolve_device,
+)
+from ..diagnostics.stats import mean_interval, paired_gain
+from ..pretrained import OFFLINE
 from .paired import EXAMPLE_DIR, METRICS, Training, Variant, paired_runs
-from .runtime import DEVICE_HELP, DefaultsHelp, describe_skb, device_arg, header, named_settings, resolve_device
-from .stats import mean_interval, paired_gain
 
 BASELINE = "AHDR"
 ABLATIONS = {"w/o L_content": {"lambda_content": 0.0}, "w/o L_color": {"lambda_color": 0.0},
              "w/o SKAM": {"use_skam": False}, "w/o priors": {"use_priors": False}}
-OFFLINE = {"skb_weights": "standin", "perceptual": "skb"}  # FastSAM and VGG19 weights cannot be downloaded offline
 GAIN_METRICS = ("psnr_mu", "psnr_l", "ssim_mu")
 
 
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     out = args.out / args.split
     if args.data is None:
-        from ..data.brackets import generate_real_dataset
+        from .brackets import generate_real_dataset
 
         data = generate_real_dataset(args.out / f"data_{args.split}", eval_split=args.split, seed=0)
     else:

@@ -1,1 +1,0 @@
-"""Scene generators and readers: synthetic scenes, Kalantari's layout, real-content brackets."""

@@ -1,1 +1,0 @@
-"""Evaluation: metrics, the demo, the verdict experiment, the gradient-balance diagnostic."""
