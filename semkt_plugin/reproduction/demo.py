@@ -134,12 +134,10 @@ def save_figure(path: Path, data: Path, runs: dict[str, dict]) -> None:
     plt.close(fig)
 
 
-# Chosen on the validation split at the demo's 600 steps (docs/results.md, "Strategies", has the runs): the paper's
-# EMA α = 0.999 averages over longer than the run's semi-supervised phase; β-NLL keeps the labelled uncertainty
-# term from costing the model.
+# the demo's settings for the sibling strategies, chosen on the validation split (docs/strategies.md says why):
+# the paper's EMA α averages over longer than a 600-step run's semi-supervised phase, and SMHDR's feature-derived
+# maps scale features in training only
 SMARTHDR_AT_DEMO_SCALE = {"ema": 0.9, "beta": 1.0}
-# Chosen there too: SMHDR's feature-derived maps (sigmoid of the channel mean, a quarter of the masked forwards)
-# scale features in training only, and masking with the region maps alone costs less.
 SMHDR_AT_DEMO_SCALE = {"region_prob": 1.0}
 
 

@@ -12,8 +12,8 @@ second-stage enhancer of the same depth.
 and the tail unfolds a residual back to full resolution (pixel shuffle).
 
 The trunk keeps the caller's memory layout. Inside the Prior Fusion Blocks the maps are channels-last where that
-saves copies: LayerNorm2d returns a channels-last view, so the projections after it run in that layout (oneDNN's
-depth-wise convolutions are about twice as fast in it on the CPU); the prior is made channels-last while it is
+saves copies: LayerNorm2d returns a channels-last view, so the projections after it run in that layout (the CPU's
+depth-wise convolutions are faster in it; docs/training.md); the prior is made channels-last while it is
 small, so its upsampled map needs no copy for its LayerNorm; the attention reads q, k, v in place.
 """
 from __future__ import annotations
