@@ -4,7 +4,8 @@
 # width, their seeds as parallel processes. Everything goes to one report, REPORT (default: $OUT/report.md, else
 # ./device_report.md), and each part's full output beside it.
 #
-#   bash scripts/device_check.sh                 # from the repository root, semkt and its dependencies installed
+#   COMMIT=$(git rev-parse --short HEAD) bash scripts/device_check.sh   # from the repository root (COMMIT: where
+#                                                # the copy has no .git of its own)
 #
 # Where the machine has no package index, carry wheels in .whl/ (semkt's own from `pip wheel --no-deps .`, and
 # kornia, kornia_rs, ultralytics, ultralytics-thop, ultralytics-platform for its Python): they are installed into
@@ -58,7 +59,7 @@ section() {  # section TITLE LIMIT_S FILE COMMAND...: run it, time it, put its o
     nvidia-smi -L 2>&1 | head -1
     python3 -c "import torch, semkt_plugin as s; print('torch', torch.__version__, '| semkt', s.__version__, '|',
 torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
-    echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "commit ${COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo '```'
     echo
 } >"$REPORT"
