@@ -37,6 +37,16 @@ def train_steps(model, skt, opt, data) -> list[dict[str, float]]:
     return records
 
 
+def train_alone(model, data, loss_fn, lr: float = 1e-3) -> None:
+    """Train ``model`` on its own loss, one Adam step per ``(*inputs, target)`` of ``data``: the trajectory a probe
+    must leave the model on."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for *inputs, target in data:
+        opt.zero_grad()
+        loss_fn(model(*inputs), target).backward()
+        opt.step()
+
+
 TINY_ADAPTER = Adapter("tiny", [HookPoint("conv1", call=1), HookPoint("body")], description="tests")
 
 # the paper's schedule, every term from the first step (the default starts half way through total_steps)

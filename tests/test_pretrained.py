@@ -135,11 +135,24 @@ def test_fastsam_by_name_from_ultralytics_weights_dir_or_its_download(fastsam_s,
     assert not (no_network / "cwd" / "FastSAM-s.pt").exists()  # not into the working directory
 
 
-def test_vgg19_from_torch_hub_cache_and_from_a_file(vgg19_file, no_network):
-    saved = torch.load(vgg19_file, weights_only=True)
+def wrap_fails(ahdr) -> str:
+    """The message of the one error default settings raise at ``wrap`` with files missing."""
+    with pytest.raises(MissingWeights) as info:
+        wrap(ahdr, "ahdr", total_steps=10)
+    assert isinstance(info.value, FileNotFoundError)
+    return str(info.value)
+
+
+def cache_vgg19(vgg19_file, no_network) -> None:
+    """Put the VGG19 file where torchvision's weights look first: torch's hub cache (under ``no_network``)."""
     cache = no_network / "torch" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
     shutil.copy(vgg19_file, cache / "vgg19-dcbb9e9d.pth")
+
+
+def test_vgg19_from_torch_hub_cache_and_from_a_file(vgg19_file, no_network):
+    saved = torch.load(vgg19_file, weights_only=True)
+    cache_vgg19(vgg19_file, no_network)
     for weights in (None, vgg19_file):  # the default: torch's cache, without network
         got = vgg19_state_dict(weights)
         assert got.keys() == saved.keys() and all(torch.equal(got[k], saved[k]) for k in saved)
@@ -193,40 +206,29 @@ def no_teacher(monkeypatch):
 
 
 def test_offline_defaults_fail_at_wrap_with_one_error(ahdr, no_network, no_teacher):
-    with pytest.raises(MissingWeights) as info:
-        wrap(ahdr, "ahdr", total_steps=10)
-    message = str(info.value)
+    message = wrap_fails(ahdr)
     assert "SKB weights 'FastSAM-s.pt'" in message and "VGG19 weights" in message
     assert message.endswith('Offline, set skb_weights="standin", perceptual="skb".')
     assert str(no_network / "ultralytics") in message and str(no_network / "torch") in message
-    assert isinstance(info.value, FileNotFoundError)
 
 
 def test_a_local_fastsam_without_vgg19_names_only_vgg19(fastsam_s, ahdr, no_network, no_teacher):
     shutil.copy(fastsam_s[0], no_network / "cwd" / "FastSAM-s.pt")  # found in the working directory
-    with pytest.raises(MissingWeights) as info:
-        wrap(ahdr, "ahdr", total_steps=10)
-    message = str(info.value)
+    message = wrap_fails(ahdr)
     assert "VGG19 weights" in message and "SKB" not in message
     assert message.endswith('Offline, set perceptual="skb".')
 
 
 def test_a_cached_vgg19_without_fastsam_names_only_the_skb(vgg19_file, ahdr, no_network, no_teacher):
-    cache = no_network / "torch" / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    shutil.copy(vgg19_file, cache / "vgg19-dcbb9e9d.pth")
-    with pytest.raises(MissingWeights) as info:
-        wrap(ahdr, "ahdr", total_steps=10)
-    message = str(info.value)
+    cache_vgg19(vgg19_file, no_network)
+    message = wrap_fails(ahdr)
     assert "SKB weights 'FastSAM-s.pt'" in message and "VGG19" not in message
     assert message.endswith('Offline, set skb_weights="standin".')
 
 
 def test_default_settings_with_both_files_wrap_offline(fastsam_s, vgg19_file, ahdr, no_network):
     shutil.copy(fastsam_s[0], no_network / "ultralytics" / "FastSAM-s.pt")
-    cache = no_network / "torch" / "hub" / "checkpoints"
-    cache.mkdir(parents=True)
-    shutil.copy(vgg19_file, cache / "vgg19-dcbb9e9d.pth")
+    cache_vgg19(vgg19_file, no_network)
     skt = wrap(ahdr, "ahdr", total_steps=10)
     _assert_same_state(skt.skb, fastsam_s[1])
     assert isinstance(skt.perceptual, VGG19Features)

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _replicas import NAMES, replica_module
+from conftest import train_alone
 
 from semkt_plugin import cli
 from semkt_plugin.diagnostics.batches import split, to_device
@@ -117,11 +118,7 @@ def test_probe_runs_each_builtin_adapter_on_its_models_own_inputs_and_loss(name,
     data, loss = batches(name), LOSSES[name]
     torch.manual_seed(0)
     alone = narrow(name).train()
-    opt = torch.optim.Adam(alone.parameters(), lr=1e-3)
-    for *inputs, target in data:
-        opt.zero_grad()
-        loss(alone(*inputs), target).backward()
-        opt.step()
+    train_alone(alone, data, loss)
 
     torch.manual_seed(0)
     probed = narrow(name).train()
@@ -213,15 +210,20 @@ def l1(output, target):
 '''
 
 
-def test_cli_probe_takes_a_users_batches_and_loss(tmp_path, capsys):
+def users_model(tmp_path) -> list[str]:
+    """The options that name a user's model, adapter, batches and loss (written to ``tmp_path``), small teachers."""
     (tmp_path / "mine.py").write_text(MODULE)
     adapter = tmp_path / "stacked.yaml"
     adapter.write_text("name: stacked\nhooks: [head, body]\n")
+    return ["--model", f"{tmp_path / 'mine.py'}:Stacked", "--adapter", str(adapter),
+            "--batches", f"{tmp_path / 'mine.py'}:make", "--loss", f"{tmp_path / 'mine.py'}:l1",
+            "--config", json.dumps({"teacher_dim": 8, "teacher_heads": 1}), "--device", "cpu"]
+
+
+def test_cli_probe_takes_a_users_batches_and_loss(tmp_path, capsys):
     out = tmp_path / "probe"
-    assert cli.main(["probe", "--model", f"{tmp_path / 'mine.py'}:Stacked", "--adapter", str(adapter),
-                     "--batches", f"{tmp_path / 'mine.py'}:make", "--loss", f"{tmp_path / 'mine.py'}:l1",
-                     "--config", json.dumps({"teacher_dim": 8, "teacher_heads": 1}), "--steps", "4",
-                     "--windows", "2", "--seed", "3", "--device", "cpu", "--out", str(out)]) == 0
+    assert cli.main(["probe", *users_model(tmp_path), "--steps", "4", "--windows", "2", "--seed", "3",
+                     "--out", str(out)]) == 0
     calls = (tmp_path / "calls.txt").read_text().splitlines()
     assert calls == ["batches seed=3 device=cpu"] + ["loss cpu"] * 4
     printed = capsys.readouterr().out
@@ -239,14 +241,8 @@ def test_cli_probe_takes_a_users_batches_and_loss(tmp_path, capsys):
 
 
 def test_cli_balance_takes_a_users_batches_and_loss(tmp_path, capsys):
-    (tmp_path / "mine.py").write_text(MODULE)
-    adapter = tmp_path / "stacked.yaml"
-    adapter.write_text("name: stacked\nhooks: [head, body]\n")
     out = tmp_path / "balance"
-    assert cli.main(["balance", "--model", f"{tmp_path / 'mine.py'}:Stacked", "--adapter", str(adapter),
-                     "--batches", f"{tmp_path / 'mine.py'}:make", "--loss", f"{tmp_path / 'mine.py'}:l1",
-                     "--config", json.dumps({"teacher_dim": 8, "teacher_heads": 1}), "--steps", "2",
-                     "--device", "cpu", "--out", str(out)]) == 0
+    assert cli.main(["balance", *users_model(tmp_path), "--steps", "2", "--out", str(out)]) == 0
     assert (tmp_path / "calls.txt").read_text().splitlines() == ["batches seed=0 device=cpu"] + ["loss cpu"] * 2
     printed = capsys.readouterr().out
     assert f"device  {describe_device('cpu')}" in printed and "SKB     standin" in printed

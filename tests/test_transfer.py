@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
+from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR, train_alone
 
 from semkt_plugin import cli, wrap
 from semkt_plugin.diagnostics.margin import margin_window, run_margin, teacher_margin
@@ -115,11 +115,7 @@ def test_probe_keeps_the_model_on_its_own_trajectory(skb):
 
     torch.manual_seed(0)
     alone = TinyHDR(4)
-    opt = torch.optim.Adam(alone.parameters(), lr=1e-3)
-    for *frames, gt in batches:
-        opt.zero_grad()
-        loss_fn(alone(*frames), gt).backward()
-        opt.step()
+    train_alone(alone, batches, loss_fn)
     torch.manual_seed(0)
     probed = TinyHDR(4)
     arms = {"no priors": {"use_priors": False}, "priors": {}, "truth": {"prior_source": "truth"}}
