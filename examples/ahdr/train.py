@@ -71,6 +71,13 @@ def labelled_scenes(n: int, fraction: float) -> list[int]:
     return sorted({int(i * n / k) for i in range(k)})
 
 
+def strategy_extras(name: str) -> tuple[str, ...]:
+    """What semkt's strategy ``name`` reads besides the batch (``Strategy.extras``): the loop provides those."""
+    from semkt_plugin.registry import get_strategy
+
+    return get_strategy(name).extras
+
+
 def weights_init_kaiming(m: torch.nn.Module) -> None:
     if isinstance(m, torch.nn.Conv2d):
         init.kaiming_normal_(m.weight)
@@ -83,16 +90,16 @@ def main(argv: list[str] | None = None) -> dict:
     and with ``--semkt`` also ``"semkt_losses"``: semkt's loss components of each step.
     """
     args = parse_args(argv)
-    smhdr = args.semkt and args.strategy == "smhdr"
-    smarthdr = args.semkt and args.strategy == "smarthdr"
-    if smhdr:  # SMHDR's masks.npy: one region map per training scene, computed once and reused by later runs
+    # what the strategy reads besides the batch (Strategy.extras): each scene's region IDs, unlabelled batches
+    needs = set(strategy_extras(args.strategy)) if args.semkt else set()
+    if "regions" in needs:  # SMHDR's masks.npy: one region map per training scene, computed once, reused later
         from semkt_plugin.reproduction.regions import build_region_maps
         from semkt_plugin.skb import load_skb
 
         build_region_maps(args.data_dir, skb=load_skb(args.skb))
     torch.manual_seed(args.seed)  # after the region maps: loading the SKB draws random numbers
 
-    scenes = training_set(args.data_dir, args.crop, args.seed, regions=smhdr)
+    scenes = training_set(args.data_dir, args.crop, args.seed, regions="regions" in needs)
     labelled = labelled_scenes(len(scenes), args.labelled_fraction)
     # the data have their own seeded generators: the same batches whatever else draws random numbers
     loader = DataLoader(
@@ -102,10 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=args.num_workers,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    if smarthdr:
+    if "unlabelled" in needs:
         unlabelled = sorted(set(range(len(scenes))) - set(labelled))
         if not unlabelled:
-            raise SystemExit("--strategy smarthdr needs unlabelled scenes: set --labelled_fraction below 1")
+            raise SystemExit(f"--strategy {args.strategy} needs unlabelled scenes: set --labelled_fraction below 1")
         unlabelled_loader = DataLoader(training_set(args.data_dir, args.crop, args.seed + 1), batch_size=args.batchsize,
                                        sampler=SubsetRandomSampler(unlabelled,
                                                                    torch.Generator().manual_seed(args.seed + 1)),
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         x1, x2, x3, gt, *regions = (t.to(args.device) for t in next(batches))
         optimizer.zero_grad()
         # the batch's extras, for the strategy that reads them (the loop contract: semkt_plugin.Strategy)
-        extras = {"regions": regions[0]} if smhdr else {}
+        extras = {"regions": regions[0]} if "regions" in needs else {}
         if args.semkt:
             skt.before_forward(**extras)
         out = model(x1, x2, x3)
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         losses.append(loss.item())
         if args.semkt:
             loss = loss + skt.loss(out, gt)
-            if smarthdr:
+            if "unlabelled" in needs:
                 u1, u2, u3, _ = (t.to(args.device) for t in next(unlabelled_batches))  # their labels unused
                 extras["unlabelled"] = [u1, u2, u3]
             loss = loss + skt.after_loss(**extras)
