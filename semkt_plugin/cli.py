@@ -165,6 +165,20 @@ def _write(out: Path, name: str, args: argparse.Namespace, device: Any, data: Pa
     print(f"wrote {out / f'{name}.json'} and {out / f'{name}.png'}")
 
 
+def _training_run(args: argparse.Namespace, default_data: Callable[[Path], Path]
+                  ) -> tuple[Any, Path, Path | None, Any, str, Any]:
+    """What ``balance`` and ``probe`` train on: the device, the output folder, the data (``default_data(out)``
+    unless ``--data`` or ``--batches``), the model on the device (before ``wrap``: the plugin and the probe's
+    teachers follow it) with its printed name, and the batches."""
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _data(args, lambda: default_data(out))
+    model, name = _model(args)
+    model.to(device)
+    return device, out, data, model, name, _batches(args, device, data)
+
+
 def cmd_balance(args: argparse.Namespace) -> int:
     import torch
 
@@ -172,13 +186,8 @@ def cmd_balance(args: argparse.Namespace) -> int:
     from .reproduction.synth import generate_dataset
     from .wrapping import wrap
 
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = _data(args, lambda: generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed))
-    model, name = _model(args)
-    model.to(device)  # before wrap: the plugin follows the model's device
-    batches = _batches(args, device, data)
+    device, out, data, model, name, batches = _training_run(
+        args, lambda out: generate_dataset(out / "data", n_train=8, n_test=1, size=(96, 96), seed=args.seed))
     # every term from the first step: the balance is measured on all of them
     settings = {**OFFLINE, "distill_start": 0, "distill_warmup": 0, **json.loads(args.config)}
     skt = wrap(model, args.adapter, **settings).to(device)
@@ -195,13 +204,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from .reproduction.brackets import generate_real_dataset
     from .strategies.skt import SKTConfig
 
-    device = resolve_device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = _data(args, lambda: generate_real_dataset(out / "data", eval_split="validation", seed=0))
-    model, name = _model(args)
-    model.to(device)  # the probe runs where the model is: its teachers are built there
-    batches = _batches(args, device, data)
+    device, out, data, model, name, batches = _training_run(
+        args, lambda out: generate_real_dataset(out / "data", eval_split="validation", seed=0))
     config = SKTConfig(**{**OFFLINE, "seed": args.seed, **json.loads(args.config)})
     print(header(device, name, describe_skb(config.skb_weights, config.skb_arch)))
     arms = {**ARMS, **(CONTROL if args.truth else {}), **dict(named_settings(a, "--arm") for a in args.arm)}
@@ -259,6 +263,18 @@ def _model_options(parser: argparse.ArgumentParser, data: str) -> None:
     parser.add_argument("--device", type=device_arg, default=None, help=DEVICE_HELP)
 
 
+def _run_options(parser: argparse.ArgumentParser, command: str, config_help: str, steps: int, lr_help: str,
+                 seed_help: str, steps_help: str = "") -> None:
+    """The training run's options of ``balance`` and ``probe``: semkt's settings (``config_help`` with ``{}`` for
+    the offline settings), steps, learning rate, seed, output folder."""
+    parser.add_argument("--config", default="{}",
+                        help="JSON of SKTConfig fields " + config_help.format(json.dumps(OFFLINE)))
+    parser.add_argument("--steps", type=int, default=steps, help="training steps" + steps_help)
+    parser.add_argument("--lr", type=float, default=5e-4, help=lr_help)
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--out", default=f"semkt_{command}", help=f"folder for {command}.json and {command}.png")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semkt", description="Semantic Knowledge Transfer for HDR models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -281,31 +297,25 @@ def main(argv: Sequence[str] | None = None) -> int:
              "(ratio, cosine): for setting the λ's")
     balance = sub.add_parser("balance", help=about, description=about, formatter_class=DefaultsHelp)
     _model_options(balance, "8 generated scenes in <out>/data")
-    balance.add_argument("--config", default="{}", help="JSON of SKTConfig fields on top of the offline SKB "
-                                                        f"({json.dumps(OFFLINE)}), every term from step 0; e.g. "
-                                                        "'{\"lambda_feat\": 0.1}'")
-    balance.add_argument("--steps", type=int, default=50, help="training steps")
+    _run_options(balance, "balance", config_help="on top of the offline SKB ({}), every term from step 0; e.g. "
+                                                 "'{{\"lambda_feat\": 0.1}}'",
+                 steps=50, lr_help="Adam's, as `semkt demo`", seed_help="model init, data and crops")
     balance.add_argument("--every", type=int, default=1, help="measure every this many steps")
-    balance.add_argument("--lr", type=float, default=5e-4, help="Adam's, as `semkt demo`")
-    balance.add_argument("--seed", type=int, default=0, help="model init, data and crops")
-    balance.add_argument("--out", default="semkt_balance", help="folder for balance.json and balance.png")
     about = ("train the model with its own loss and, beside it, teachers with and without the SKB's priors: "
              "does this SKB give this teacher anything it can use on this data? (minutes on a GPU)")
     probe = sub.add_parser("probe", help=about, description=about, formatter_class=DefaultsHelp)
     _model_options(probe, "the real-content training scenes in <out>/data")
-    probe.add_argument("--config", default="{}", help="JSON of SKTConfig fields every teacher starts from, on top "
-                                                      f"of the offline SKB ({json.dumps(OFFLINE)}); e.g. "
-                                                      "'{\"skb_weights\": \"FastSAM-s.pt\"}'")
+    _run_options(probe, "probe", config_help="every teacher starts from, on top of the offline SKB ({}); e.g. "
+                                             "'{{\"skb_weights\": \"FastSAM-s.pt\"}}'",
+                 steps=300, steps_help="; margins over the second half",
+                 lr_help="Adam's, for the model and the teachers",
+                 seed_help="model init, data, crops and the teachers' init")
     probe.add_argument("--truth", action="store_true", help="add the control: a teacher given the SKB's priors of the "
                                                              "ground truth itself")
     probe.add_argument("--arm", action="append", default=[], metavar="NAME=JSON",
                        help="one more teacher, with these settings changed (repeat), e.g. "
                             "'slim={\"teacher_stride\": 2}': its margin beside the others'")
-    probe.add_argument("--steps", type=int, default=300, help="training steps; margins over the second half")
     probe.add_argument("--windows", type=int, default=5, help="windows the second half is split into")
-    probe.add_argument("--lr", type=float, default=5e-4, help="Adam's, for the model and the teachers")
-    probe.add_argument("--seed", type=int, default=0, help="model init, data, crops and the teachers' init")
-    probe.add_argument("--out", default="semkt_probe", help="folder for probe.json and probe.png")
     args, rest = parser.parse_known_args(argv)
     if args.command in ("demo", "verdict"):
         return {"demo": cmd_demo, "verdict": cmd_verdict}[args.command](args, rest)
