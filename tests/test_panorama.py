@@ -1,15 +1,7 @@
 """Perspective views of equirectangular panoramas: viewing direction, wrap-around in longitude."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-# scripts/panorama.py serves scripts/make_real_views.py only, outside the package
-_SPEC = importlib.util.spec_from_file_location("panorama", Path(__file__).resolve().parents[1] / "scripts/panorama.py")
-_PANORAMA = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(_PANORAMA)
-perspective_view = _PANORAMA.perspective_view
+from panorama import perspective_view  # scripts/ (pytest's pythonpath): it serves make_real_views.py only
 
 H, W = 64, 128
 

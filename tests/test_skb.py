@@ -1,12 +1,10 @@
 """SKB: shapes, freezing, gradients, offline loading, process hygiene, and the stand-in's segmentation quality."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +16,6 @@ from semkt_plugin.reproduction.brackets import real_view_paths
 from semkt_plugin.reproduction.rgbe import read_rgbe
 from semkt_plugin.reproduction.synth import make_scene
 from semkt_plugin.skb import STANDIN, SemanticKnowledgeBank, load_skb, ultralytics_sandbox
-
-TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_skb_standin.py"
 
 
 @pytest.fixture(scope="module")
@@ -253,9 +249,7 @@ def test_standin_segments_real_content(standin, skb):
     Measured on these 4 views with 8 regions: stand-in 0.31; random init (threshold 0) 0.12 (seeds 0-2:
     0.02 to 0.12); the previous, synthetic-scene stand-in 0.12, which this test rejects.
     """
-    spec = importlib.util.spec_from_file_location("train_skb_standin", TRAIN_SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)  # its segmenter needs scikit-image (the `test` extra)
+    import train_skb_standin as script  # scripts/ (pytest's pythonpath); its segmenter needs scikit-image
     images = [script.view_image(read_rgbe(p)) for p in real_view_paths("validation")[::2]]
     masks = [script.segment_everything(im) for im in images]
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
