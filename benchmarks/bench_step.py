@@ -13,10 +13,14 @@ printed: other work on the machine only ever adds time (medians of a few steps s
 machine, minima by a few per cent).
 
 The floor: every convolution semkt's step runs (teacher, SKAM, the frozen SKB's passes), recorded from one step of
-the full rung and replayed alone on inputs of the same shapes: forward, and backward wherever the step's graph
-had one (weight gradients only for trainable weights), each part's fastest replay. With the convolution kernels
-PyTorch has on the machine, no rewrite that keeps semkt's computation makes its step cheaper than the ORM's plus
-this floor; the line gives the ratio such a rewrite could at best reach.
+the full rung (run eagerly) and replayed alone on inputs of the same shapes: forward, and backward wherever the
+step's graph had one (weight gradients only for trainable weights), each part's fastest replay; on a GPU each
+part's replay is one CUDA graph, so that the floor holds the GPU's time and no launch overhead. With the
+convolution kernels PyTorch has on the machine, no rewrite that keeps semkt's computation makes its step cheaper
+than the ORM's plus this floor; the line gives the ratio such a rewrite could at best reach.
+
+On a GPU the plugin replays its parts from CUDA graphs (``cuda_graphs``, on by default); ``--variant`` measures
+other settings side by side, such as ``--variant 'eager={"cuda_graphs": false}'``.
 
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
@@ -29,6 +33,7 @@ an unlabelled batch of the same size per step: the teacher's forward, a second f
     python benchmarks/bench_step.py                                   # the README's two set-ups
     python benchmarks/bench_step.py --setup 16:128:2 --config '{"teacher_stride": 2}'
     python benchmarks/bench_step.py --strategies                      # the three strategies' step cost
+    python benchmarks/bench_step.py --variant 'eager={"cuda_graphs": false}' --variant 'slim={"teacher_stride": 2}'
 """
 from __future__ import annotations
 
@@ -156,6 +161,37 @@ def run_strategies(feat: int, size: int, batch: int, steps: int, device: torch.d
         print(f"  {row:<16} {t * 1000:7.0f} ms  {t / best['ORM']:5.2f}x the ORM's step")
 
 
+def run_variants(feat: int, size: int, batch: int, steps: int, config: dict, device: torch.device, skb,
+                 variants: dict[str, dict]) -> None:
+    """ORM alone and ORM + semkt under each of ``variants`` (settings on top of ``config``), side by side."""
+    frames, gt = data(batch, size, device)
+    rows = {"ORM": build("ORM", feat, skb, config, device),
+            "+ semkt": build("+ SKAM", feat, skb, config, device),
+            **{f"+ semkt, {name}": build("+ SKAM", feat, skb, {**config, **changes}, device)
+               for name, changes in variants.items()}}
+    times: dict[str, list[float]] = {row: [] for row in rows}
+    peaks: dict[str, float] = {}
+    for i in range(steps + 1):
+        for row, (model, skt, opt) in rows.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                held = torch.cuda.memory_allocated()
+            t = step(model, opt, frames, gt, skt)
+            if device.type == "cuda":
+                peaks[row] = max(peaks.get(row, 0.0), (torch.cuda.max_memory_allocated() - held) / 2**20)
+            if i:
+                times[row].append(t)
+    best = {row: min(v) for row, v in times.items()}
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\nvariants: AHDR nFeat={feat}, batch {batch}, {size}x{size}, {where}, fastest of {steps} steps"
+          + (f"; config {json.dumps(config)}" if config else ""))
+    for row, t in best.items():
+        changes = variants.get(row.removeprefix("+ semkt, "), {}) if row.startswith("+ semkt, ") else {}
+        memory = f", peak memory {peaks[row] / max(peaks['ORM'], 1):.2f}x" if peaks else ""
+        print(f"  {row:<28} {t * 1000:7.1f} ms  {t / best['ORM']:5.2f}x the ORM's step{memory}"
+              + (f"   {json.dumps(changes)}" if changes else ""))
+
+
 class ConvFloor:
     """The convolutions of one semkt step, recorded by forward hooks and replayed alone (see the module docstring).
 
@@ -177,11 +213,17 @@ class ConvFloor:
                         lambda conv, inputs, output, calls=recorded[name]: calls.append(
                             (conv, inputs[0].shape, torch.is_grad_enabled(), inputs[0].requires_grad,
                              output.requires_grad))))
+        graphed = graphs_of(skt)
+        enabled = [g.enabled for g in graphed]
+        for g in graphed:  # a capture runs each layer several times: record the eager step
+            g.enabled = False
         try:
             run_step()
         finally:
             for h in handles:
                 h.remove()
+            for g, on in zip(graphed, enabled):
+                g.enabled = on
         copies: dict[int, torch.nn.Module] = {}
         self.calls: dict[str, list] = {}
         for name, calls in recorded.items():
@@ -193,23 +235,45 @@ class ConvFloor:
                 self.calls[name].append((copies[id(conv)], x, grad, graph))
         self.cuda = next(iter(copies.values())).weight.is_cuda
         self.count = sum(len(c) for c in self.calls.values())
+        self.replay = {name: (lambda calls=calls: self._run(calls)) for name, calls in self.calls.items()}
+        if self.cuda:  # one graph per part: the GPU's time for its convolutions, without their launches
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            for name, calls in self.calls.items():
+                with torch.cuda.stream(stream):
+                    self._run(calls)  # warm-up: cuDNN's choices and the gradients' buffers
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=stream):
+                    self._run(calls)
+                self.replay[name] = graph.replay
+            torch.cuda.current_stream().wait_stream(stream)
+
+    @staticmethod
+    def _run(calls) -> None:
+        for layer, x, grad, graph in calls:
+            with torch.set_grad_enabled(grad):
+                y = layer(x)
+            if graph:
+                y.backward(torch.ones_like(y))
 
     def step(self) -> dict[str, float]:
-        """Seconds of each part's recorded convolutions, forward then backward, call by call."""
+        """Seconds of each part's recorded convolutions, forward then backward (as one graph on a GPU)."""
         seconds = {}
-        for name, calls in self.calls.items():
+        for name, replay in self.replay.items():
             if self.cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            for layer, x, grad, graph in calls:
-                with torch.set_grad_enabled(grad):
-                    y = layer(x)
-                if graph:
-                    y.backward(torch.ones_like(y))
+            replay()
             if self.cuda:
                 torch.cuda.synchronize()
             seconds[name] = time.perf_counter() - start
         return seconds
+
+
+def graphs_of(skt) -> list:
+    """The plugin's CUDA-graphed parts (:class:`semkt_plugin.cuda_graphs.CudaGraphed`)."""
+    parts = [g for g in skt.graphed.values() if g is not None]
+    return list({id(g): g for g in parts + (skt.skam.graphed if skt.skam is not None else [])}.values())
 
 
 CHANNELS_LAST = False  # --channels-last: the inputs, and so the ORM's maps and H_in, in that layout
@@ -335,6 +399,9 @@ def main() -> None:
     parser.add_argument("--strategies", action="store_true", help="the step of each strategy instead of the ladder")
     parser.add_argument("--channels-last", action="store_true",
                         help="inputs channels-last, so the ORM (and what semkt computes from H_in) runs in that layout")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
+                        help="instead of the ladder: ORM + semkt with these settings changed, beside the ORM and the "
+                        "default (repeatable)")
     parser.add_argument("--child", choices=list(LADDER), help=argparse.SUPPRESS)
     args = parser.parse_args()
     global CHANNELS_LAST
@@ -352,6 +419,9 @@ def main() -> None:
     for feat, size, batch in setups:
         if args.strategies:
             run_strategies(feat, size, batch, args.steps, device, skb)
+        elif args.variant:
+            variants = {v.split("=", 1)[0]: json.loads(v.split("=", 1)[1]) for v in args.variant}
+            run_variants(feat, size, batch, args.steps, config, device, skb, variants)
         else:
             run_setup(feat, size, batch, args.steps, config, device, skb)
 

@@ -53,11 +53,16 @@ def main() -> None:
     model = load_ahdr(feat).to(device)
     skt = wrap(model, "ahdr", skb=the_skb(device), **{**OFFLINE, **json.loads(args.config)})
     opt = torch.optim.Adam([*model.parameters(), *skt.parameters()], 1e-4)
-    for name in ("teacher", "skam"):
-        if getattr(skt, name) is not None:
-            mark(getattr(skt, name), f"semkt.{name}")
-    for method in ("_trunk", "_regions"):
-        setattr(skt.skb, method, marked(getattr(skt.skb, method), f"semkt.skb{method}"))
+    if skt.config.cuda_graphs and device.type == "cuda":  # replays skip the modules' hooks: mark the calls
+        skt.graphed = {name: marked(g, f"semkt.{name}") if g is not None else None for name, g in skt.graphed.items()}
+        if skt.skam is not None:
+            mark(skt.skam, "semkt.skam")
+    else:
+        for name in ("teacher", "skam"):
+            if getattr(skt, name) is not None:
+                mark(getattr(skt, name), f"semkt.{name}")
+        for method in ("_trunk", "_regions"):
+            setattr(skt.skb, method, marked(getattr(skt.skb, method), f"semkt.skb{method}"))
     import semkt_plugin.strategies.skt.strategy as skt_module
     skt_module.histogram_loss = marked(losses.histogram_loss, "semkt.histogram")
     frames, gt = data(batch, size, device)

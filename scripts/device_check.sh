@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check, one script, under 8 minutes on one GPU: the training step's cost (bench_step at 256² and 128²,
-# batch 8, the upstream AHDR width; the slim teacher beside it), a short paired verdict and the probe at the upstream
-# width, their seeds as parallel processes. Everything goes to one report, REPORT (default: $OUT/report.md, else
-# ./device_report.md), and each part's full output beside it.
+# The GPU check, one script, under 8 minutes on one GPU: the GPU-only tests (CUDA graphs against eager), the
+# training step's cost (bench_step at 256² and 128², batch 8, the upstream AHDR width, and its settings side by side:
+# eager, frozen networks in bfloat16, the slim teacher), a short paired verdict and the probe at the upstream width,
+# their seeds as parallel processes. Everything goes to one report, REPORT (default: $OUT/report.md, else
+# ./device_report.md), and each part's full output beside it. PARTS picks parts (default: all of
+# "tests bench variants verdict probe").
 #
 #   COMMIT=$(git rev-parse --short HEAD) bash scripts/device_check.sh   # from the repository root (COMMIT: where
 #                                                # the copy has no .git of its own)
@@ -21,6 +23,8 @@ UPSTREAM=${UPSTREAM:-'--nFeat 64 --growthRate 32 --nDenselayer 6 --crop 128 --ba
 PROBE=${PROBE:-'--crop 128 --batchsize 8 --kwargs {"nFeat":64,"growthRate":32,"nDenselayer":6}'}
 BENCH=${BENCH:-'--setup 64:256:8 --setup 64:128:8 --steps 8'}
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu and small STEPS, UPSTREAM, BENCH: a dry run of the script itself
+PARTS=${PARTS:-tests bench variants verdict probe}
+VARIANTS=${VARIANTS:-"--variant 'eager={\"cuda_graphs\": false}' --variant 'bf16 frozen={\"frozen_dtype\": \"bfloat16\"}' --variant 'slim={\"teacher_stride\": 2}' --variant 'slim, bf16 frozen={\"teacher_stride\": 2, \"frozen_dtype\": \"bfloat16\"}'"}
 export PYTHONUNBUFFERED=1
 WHEELS=${WHEELS:-$ROOT/.whl}
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
@@ -64,11 +68,13 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
     echo
 } >"$REPORT"
 
-section "Training step (bench_step), nFeat 64, batch 8" 90 bench_step.txt \
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+part tests && section "GPU-only tests: CUDA graphs against eager" 90 tests.txt \
+    python3 -m pytest -q -p no:cacheprovider -rs "$ROOT/tests/test_cuda_graphs.py"
+part bench && section "Training step (bench_step), nFeat 64, batch 8" 90 bench_step.txt \
     python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE
-section "Training step, slim teacher (teacher_stride 2)" 70 bench_slim.txt \
-    python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE \
-    "--config '{\"teacher_stride\": 2}'"
+part variants && section "Training step, settings side by side" 90 bench_variants.txt \
+    python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE "$VARIANTS"
 
 verdict() {  # the seeds in parallel, then the table from their cached runs
     for ((s = 0; s < SEEDS; s++)); do
@@ -80,7 +86,7 @@ verdict() {  # the seeds in parallel, then the table from their cached runs
         --out verdict
 }
 export -f verdict
-section "Paired verdict, validation split, upstream width, $SEEDS seeds x $STEPS steps" 200 verdict.txt verdict
+part verdict && section "Paired verdict, validation split, upstream width, $SEEDS seeds x $STEPS steps" 200 verdict.txt verdict
 
 probe() {
     for ((s = 0; s < PROBE_SEEDS; s++)); do
@@ -91,7 +97,7 @@ probe() {
     for ((s = 0; s < PROBE_SEEDS; s++)); do echo "seed $s"; grep -v -E 'it/s\]|s/it\]' "probe_seed$s.log"; done
 }
 export -f probe
-section "Probe, upstream width, $PROBE_SEEDS seeds x $STEPS steps" 130 probe.txt probe
+part probe && section "Probe, upstream width, $PROBE_SEEDS seeds x $STEPS steps" 130 probe.txt probe
 
 echo "total $((SECONDS - start)) s" >>"$REPORT"
 cat "$REPORT"

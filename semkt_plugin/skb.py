@@ -347,10 +347,12 @@ class SemanticKnowledgeBank(nn.Module):
         return F.pad(x, (0, -w % 32, 0, -h % 32), value=PAD_VALUE)
 
     def _run(self, x: Tensor) -> tuple[list[Tensor], dict[int, Tensor]]:
-        """(B, 3, H, W) -> (cropped features, all kept layer outputs of the padded input)."""
+        """(B, 3, H, W) -> (cropped features in float32, all kept layer outputs of the padded input, in the
+        network's dtype)."""
         h, w = x.shape[-2:]
         out = self._trunk(self._pad(x.to(next(self.parameters()).dtype)))
-        return [out[i][..., : math.ceil(h / s), : math.ceil(w / s)] for i, s in zip(FEATURE_LAYERS, STRIDES)], out
+        return [out[i][..., : math.ceil(h / s), : math.ceil(w / s)].float()
+                for i, s in zip(FEATURE_LAYERS, STRIDES)], out
 
     def features(self, x: Tensor) -> list[Tensor]:
         """(B, 3, H, W) -> 4 maps (B, C_i, ceil(H/s), ceil(W/s)), s = 4, 8, 16, 32; differentiable w.r.t. x."""
@@ -360,7 +362,7 @@ class SemanticKnowledgeBank(nn.Module):
         """(B, 3, H, W) RGB in [0, 1] -> SKBOutput(features, regions (B, N, H, W), no gradient)."""
         features, out = self._run(x)
         with torch.no_grad():
-            regions = self._regions([out[i] for i in FEATURE_LAYERS[1:]])[..., : x.shape[-2], : x.shape[-1]]
+            regions = self._regions([out[i] for i in FEATURE_LAYERS[1:]])[..., : x.shape[-2], : x.shape[-1]].float()
         return SKBOutput(features, regions)
 
     def _regions(self, feats: list[Tensor]) -> Tensor:

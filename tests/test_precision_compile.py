@@ -152,3 +152,24 @@ def test_wrapping_an_already_compiled_model_needs_a_dynamo_reset(fresh_dynamo, b
     torch._dynamo.reset()
     assert torch.isfinite(skt.loss(compiled(*frames), gt))
     skt.unwrap()
+
+
+def test_frozen_networks_in_bfloat16_stay_near_float32(skb, batch, vgg19_file):
+    """``frozen_dtype="bfloat16"``: the SKB and VGG19 compute in bfloat16, return float32, pass gradients on; the
+    caller's SKB is left in float32. The first step's terms (same init) stay within bfloat16's rounding."""
+    frames, gt = batch
+    values = {}
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        model = TinyHDR()
+        skt = wrap(model, TINY_ADAPTER, skb=skb, frozen_dtype=dtype, vgg19_weights=str(vgg19_file), **FROM_STEP_0)
+        out = model(*frames)
+        loss = skt.loss(out, gt)
+        loss.backward()
+        assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
+        assert next(skt.skb.parameters()).dtype == getattr(torch, dtype)
+        assert next(skt.perceptual.parameters()).dtype == getattr(torch, dtype)
+        values[dtype] = skt.last_losses
+    assert next(skb.parameters()).dtype == torch.float32
+    for name, value in values["float32"].items():
+        assert abs(values["bfloat16"][name] - value) <= 0.05 * abs(value) + 1e-6, name

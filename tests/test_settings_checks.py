@@ -26,7 +26,8 @@ BAD = {
         "hist_bins": [0, 256.0], "hist_kernel": ["box"], "hist_slope": [0.0, -400.0], "hist_bandwidth": [0.0, -0.1],
         "hist_chunk": [0, 4096.0], "color_background": [None],
         "use_skam": [1], "skam_latent": [0, 32.0], "skam_ratio": [-0.1, 1.5], "skam_mask": ["block"],
-        "skam_patch": [0, 8.0], "skam_norm": ["batch"], "skam_reduction": ["max"],
+        "skam_patch": [0, 8.0], "skam_norm": ["batch"], "skam_reduction": ["max"], "cuda_graphs": ["yes"],
+        "frozen_dtype": ["float16"],
     },
     SMHDRConfig: {
         **BASE,

@@ -77,7 +77,7 @@ class VGG19Features(nn.Module):
         return super().train(False)  # frozen: no dropout/batch-norm mode changes from a parent's .train()
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        return [self.body((x - self.mean) / self.std)]
+        return [self.body(((x - self.mean) / self.std).to(self.mean.dtype)).float()]
 
 
 def build_perceptual(kind: str, weights: Mapping[str, Tensor] | str | Path | None = None,

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...cuda_graphs import CudaGraphed
 from ...validation import check
 
 MaskKind = Literal["element", "spatial"]
@@ -125,11 +126,13 @@ class SKAM(nn.Module):
         mask, patch: mask kind and block side (:func:`complementary_masks`).
         norm: target scaling (:func:`normalise_target`).
         reduction: ``"mean"`` or ``"sum"`` over stages.
+        cuda_graphs: on a GPU, replay each stage from CUDA graphs (:class:`~semkt_plugin.cuda_graphs.CudaGraphed`).
     """
 
     def __init__(self, student_channels: Sequence[int], teacher_channels: int, *, num_teacher: int = 3,
                  latent: int = 32, ratio: float = 0.5, seed: int = 0, mask: MaskKind = "spatial", patch: int = 8,
-                 norm: TargetNorm = "image", reduction: Literal["mean", "sum"] = "mean") -> None:
+                 norm: TargetNorm = "image", reduction: Literal["mean", "sum"] = "mean",
+                 cuda_graphs: bool = False) -> None:
         super().__init__()
         check("latent", latent, kind=int, at_least=1)
         check("ratio", ratio, at_least=0.0, at_most=1.0)
@@ -138,6 +141,7 @@ class SKAM(nn.Module):
         check("norm", norm, one_of=("image", "channel", "none"))
         check("reduction", reduction, one_of=("mean", "sum"))
         self.stages = nn.ModuleList(AlignmentStage(c, teacher_channels, latent, norm) for c in student_channels)
+        self.graphed = [CudaGraphed(stage, enabled=cuda_graphs) for stage in self.stages]  # not submodules
         self.pairing = spread(len(student_channels), num_teacher)
         self.ratio, self.latent, self.seed = ratio, latent, seed
         self.mask, self.patch, self.reduction = mask, patch, reduction
@@ -157,7 +161,7 @@ class SKAM(nn.Module):
         if len(student) != len(self.stages):
             raise ValueError(f"SKAM has {len(self.stages)} stages but got {len(student)} student features")
         total = student[0].new_zeros((), dtype=torch.float32)
-        for stage, s, j in zip(self.stages, student, self.pairing):
+        for k, (stage, s, j) in enumerate(zip(self.stages, student, self.pairing)):
             if s.shape[1] != stage.student_channels:
                 raise ValueError(
                     f"SKAM stage expected {stage.student_channels} channels, the hook captured {s.shape[1]}; "
@@ -165,7 +169,7 @@ class SKAM(nn.Module):
                 )
             mask, _ = complementary_masks((s.shape[0], self.latent, *align_size(s, teacher[j])), self.ratio,
                                           self._generator(s.device), s.device, self.mask, self.patch)
-            total = total + stage(s, teacher[j], mask).float()
+            total = total + self.graphed[k](s, teacher[j].detach(), mask).float()
         return total / len(self.stages) if self.reduction == "mean" else total
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ perceptual network stay out of ``state_dict()``.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...adapter import Adapter
+from ...cuda_graphs import CudaGraphed
 from ...feature_hooks import FeatureHooks, hook_channels, unwrap_container
 from ...pretrained import MissingWeights, missing_weights
 from ...settings import Settings
@@ -94,6 +96,13 @@ class SKTConfig(Settings):
         skam_patch: block side of the spatial mask, in pixels of the hooked feature.
         skam_norm: target scaling: ``"image"`` (its RMS per image), ``"channel"`` or ``"none"``.
         skam_reduction: ``"mean"`` or ``"sum"`` of the stages' losses.
+
+    Speed:
+        cuda_graphs: on a GPU, replay the teacher, the SKB's passes, VGG19 and SKAM's stages from CUDA graphs
+            (:class:`~semkt_plugin.cuda_graphs.CudaGraphed`): the same kernels, launched as one graph per part
+            and input shape. Off: every kernel launched on its own.
+        frozen_dtype: what the frozen networks (SKB, VGG19) compute in: ``"float32"``, or ``"bfloat16"`` (their
+            weights and activations; what they return is float32). Gradients still pass through them to T(H_in).
     """
 
     lambda_spg: float = 1.0
@@ -136,13 +145,17 @@ class SKTConfig(Settings):
     skam_norm: Literal["image", "channel", "none"] = "image"
     skam_reduction: Literal["mean", "sum"] = "mean"
 
+    cuda_graphs: bool = True
+    frozen_dtype: Literal["float32", "bfloat16"] = "float32"
+
     schedule_points: ClassVar[tuple[str, ...]] = ("distill_start", "distill_warmup")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("lambda_spg", "lambda_content", "lambda_perceptual", "lambda_color", "lambda_feat"):
             check(name, getattr(self, name), at_least=0)
-        for name in ("distill_gate", "use_priors", "teacher_moves_orm", "color_background", "use_skam"):
+        for name in ("distill_gate", "use_priors", "teacher_moves_orm", "color_background", "use_skam",
+                     "cuda_graphs"):
             check(name, getattr(self, name), kind=bool)
         check("num_regions", self.num_regions, kind=int, at_least=1)
         check("prior_source", self.prior_source, one_of=("output", "truth"))
@@ -151,6 +164,7 @@ class SKTConfig(Settings):
         check("teacher_heads", self.teacher_heads, kind=int, at_least=1)
         check("teacher_stride", self.teacher_stride, kind=int, at_least=1)
         check("prior_fusion", self.prior_fusion, one_of=("attention", "spatial", "both"))
+        check("frozen_dtype", self.frozen_dtype, one_of=("float32", "bfloat16"))
         if self.use_priors and self.prior_fusion != "spatial" and self.teacher_dim % self.teacher_heads:
             raise ValueError(f"teacher_dim {self.teacher_dim} must be divisible by teacher_heads {self.teacher_heads} "
                              f"(the Prior Fusion Blocks split it into heads)")
@@ -278,8 +292,9 @@ class Shared:
             features, self.regions = skt.skb_pass(self.tone_gt, regions="color" in active, grad=False)
             self.student_features = skt.skb_pass(self.tone_out, regions=False, grad=True)[0] if student_grad else None
         tone_out = self.tone_out if cfg.teacher_moves_orm else self.tone_out.detach()
-        self.hhat, self.teacher_features = skt.teacher(tone_out, [f.detach() for f in features] if cfg.use_priors
-                                                       else None)
+        teacher = skt.graphed["teacher"]
+        priors = [f.detach() for f in features] if cfg.use_priors else None
+        self.hhat, self.teacher_features = teacher(tone_out, priors) if priors is not None else teacher(tone_out)
 
     @cached_property
     def target(self) -> Tensor:
@@ -300,7 +315,7 @@ def spg_term(shared: Shared) -> Tensor:
 def content_term(shared: Shared) -> Tensor:
     """L_content (eq. 5): L1 and the perceptual term towards the target."""
     cfg = shared.skt.config
-    return content_loss(shared.tone_out, shared.target, shared.skt.perceptual, cfg.lambda_perceptual,
+    return content_loss(shared.tone_out, shared.target, shared.skt.graphed["perceptual"], cfg.lambda_perceptual,
                         student_features=shared.student_features)
 
 
@@ -351,14 +366,30 @@ class SemanticTransfer(Strategy):
         skb, perceptual = load_pretrained(config, skb)
         if skb is not None:
             skb.requires_grad_(False)
+        if config.frozen_dtype == "bfloat16":  # the caller's SKB may serve others: this plugin's own copy
+            skb = copy.deepcopy(skb).bfloat16() if skb is not None else None
+            perceptual = perceptual.bfloat16() if isinstance(perceptual, nn.Module) else perceptual
+            if config.perceptual_on and config.perceptual == "skb":
+                perceptual = skb.features
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, dim=config.teacher_dim, heads=config.teacher_heads,
                              use_priors=config.use_priors, stride=config.teacher_stride, fusion=config.prior_fusion)
         self.skam = SKAM(channels, config.teacher_dim, num_teacher=SPGRM.num_features, latent=config.skam_latent,
                          ratio=config.skam_ratio, seed=config.seed, mask=config.skam_mask, patch=config.skam_patch,
-                         norm=config.skam_norm, reduction=config.skam_reduction) if config.use_skam else None
+                         norm=config.skam_norm, reduction=config.skam_reduction,
+                         cuda_graphs=config.cuda_graphs) if config.use_skam else None
         self.hooks = FeatureHooks(core, adapter.hooks) if config.use_skam else None
+        # not submodules (the networks are already where they belong); deepcopy and pickling keep the networks only
+        on = config.cuda_graphs
+        self.graphed: dict[str, CudaGraphed | None] = {
+            "teacher": CudaGraphed(self.teacher, enabled=on),
+            "skb": CudaGraphed(skb, enabled=on) if self.skb is not None else None,
+            "skb features": CudaGraphed(skb, "features", enabled=on) if self.skb is not None else None,
+            "perceptual": None}
+        if perceptual is not None:  # φ is a module (VGG19) or the SKB's features
+            self.graphed["perceptual"] = (self.graphed["skb features"] if self.perceptual_is_skb
+                                          else CudaGraphed(perceptual, enabled=on))
         self._arm_hooks(0)
         # a loaded step count decides whether the next forward captures features
         self.register_load_state_dict_post_hook(lambda module, keys: module._arm_hooks(int(module.steps)))
@@ -447,8 +478,8 @@ class SemanticTransfer(Strategy):
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             x = x if grad else x.detach()
             if regions:
-                return self.skb(x)
-            return self.skb.features(x), None
+                return self.graphed["skb"](x)
+            return self.graphed["skb features"](x), None
 
     def loss(self, output: Any, target: Tensor) -> Tensor:
         """The extra loss term: the weighted sum of :data:`TERMS`, ``λ_spg·L_spg + λ1·L_content + λ2·L_color +
