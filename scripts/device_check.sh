@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, one script, under 8 minutes on one GPU: the GPU-only tests (CUDA graphs against eager), the
-# training step's cost (bench_step at 256² and 128², batch 8, the upstream AHDR width, and its settings side by side:
-# eager, frozen networks in bfloat16, the slim teacher), a short paired verdict and the probe at the upstream width,
+# training step's cost (bench_step at 256² and 128², batch 8, the upstream AHDR width, with CUDA graphs; the
+# settings side by side: eager, CUDA graphs, frozen networks in bfloat16, the slim teacher), a short paired verdict
+# (VERDICT_CONFIG: semkt settings as JSON, default CUDA graphs) and the probe at the upstream width,
 # their seeds as parallel processes. Everything goes to one report, REPORT (default: $OUT/report.md, else
 # ./device_report.md), and each part's full output beside it. PARTS picks parts (default: all of
 # "tests bench variants verdict probe").
@@ -24,7 +25,10 @@ PROBE=${PROBE:-'--crop 128 --batchsize 8 --kwargs {"nFeat":64,"growthRate":32,"n
 BENCH=${BENCH:-'--setup 64:256:8 --setup 64:128:8 --steps 8'}
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu and small STEPS, UPSTREAM, BENCH: a dry run of the script itself
 PARTS=${PARTS:-tests bench variants verdict probe}
-VARIANTS=${VARIANTS:-"--variant 'eager={\"cuda_graphs\": false}' --variant 'bf16 frozen={\"frozen_dtype\": \"bfloat16\"}' --variant 'slim={\"teacher_stride\": 2}' --variant 'slim, bf16 frozen={\"teacher_stride\": 2, \"frozen_dtype\": \"bfloat16\"}'"}
+# the ladder's and the verdict's semkt settings: the candidate for the defaults
+BENCH_CONFIG=${BENCH_CONFIG:-'{"cuda_graphs": true}'}
+VERDICT_CONFIG=${VERDICT_CONFIG:-'{"cuda_graphs": true}'}
+VARIANTS=${VARIANTS:-"--variant 'graphs={\"cuda_graphs\": true}' --variant 'bf16 frozen={\"frozen_dtype\": \"bfloat16\"}' --variant 'graphs, bf16 frozen={\"cuda_graphs\": true, \"frozen_dtype\": \"bfloat16\"}' --variant 'slim, graphs={\"teacher_stride\": 2, \"cuda_graphs\": true}'"}
 export PYTHONUNBUFFERED=1
 WHEELS=${WHEELS:-$ROOT/.whl}
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
@@ -35,7 +39,7 @@ fi
 WORK=$(mktemp -d)  # outside the checkout, so the installed semkt is the one imported
 cd "$WORK" || exit 1
 SEMKT="python3 -m semkt_plugin.cli"
-export ROOT STEPS SEEDS PROBE_SEEDS UPSTREAM PROBE SEMKT DEVICE
+export ROOT STEPS SEEDS PROBE_SEEDS UPSTREAM PROBE SEMKT DEVICE VERDICT_CONFIG
 start=$SECONDS
 
 section() {  # section TITLE LIMIT_S FILE COMMAND...: run it, time it, put its output in the report
@@ -71,19 +75,19 @@ torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 part tests && section "GPU-only tests: CUDA graphs against eager" 90 tests.txt \
     python3 -m pytest -q -p no:cacheprovider -rs "$ROOT/tests/test_cuda_graphs.py"
-part bench && section "Training step (bench_step), nFeat 64, batch 8" 90 bench_step.txt \
-    python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE
+part bench && section "Training step (bench_step), nFeat 64, batch 8, $BENCH_CONFIG" 90 bench_step.txt \
+    python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE "--config '$BENCH_CONFIG'"
 part variants && section "Training step, settings side by side" 90 bench_variants.txt \
     python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE "$VARIANTS"
 
 verdict() {  # the seeds in parallel, then the table from their cached runs
     for ((s = 0; s < SEEDS; s++)); do
         OMP_NUM_THREADS=2 $SEMKT verdict --split validation --seed "$s" --seeds 1 --steps "$STEPS" $UPSTREAM \
-            --lr 2e-4 --device "$DEVICE" --out verdict >"verdict_seed$s.log" 2>&1 &
+            --lr 2e-4 --device "$DEVICE" --config "$VERDICT_CONFIG" --out verdict >"verdict_seed$s.log" 2>&1 &
     done
     wait
     $SEMKT verdict --split validation --seeds "$SEEDS" --steps "$STEPS" $UPSTREAM --lr 2e-4 --device "$DEVICE" \
-        --out verdict
+        --config "$VERDICT_CONFIG" --out verdict
 }
 export -f verdict
 part verdict && section "Paired verdict, validation split, upstream width, $SEEDS seeds x $STEPS steps" 200 verdict.txt verdict

@@ -19,10 +19,11 @@ graph's own buffers, and the parameters' gradients are accumulated by autograd a
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -39,40 +40,53 @@ class _Graph:
     and ``params``."""
 
     def __init__(self, call, inputs: Sequence[Tensor], spec, params: Sequence[Tensor], grad: bool) -> None:
-        device = inputs[0].device
         self.inputs = [x.detach().clone().requires_grad_(x.requires_grad) for x in inputs]
         self.params = tuple(params)
         self.pending: weakref.ref | None = None  # the backward node of the replay whose backward has not run
+        self._pool = None
         surface = [t for t in (*self.inputs, *self.params) if t.requires_grad]
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
 
-        def run() -> list[Tensor]:
+        def forward() -> list[Tensor]:
             outs, self.out_spec = tree_flatten(call(*tree_unflatten(self.inputs, spec)))
             return outs
 
-        with torch.cuda.device(device), torch.cuda.stream(stream), torch.set_grad_enabled(grad):
+        def backward() -> tuple[Tensor | None, ...]:
+            wanted = [o for o in self.live if o.requires_grad]
+            return torch.autograd.grad(wanted, surface, self.grad_outputs, allow_unused=True)
+
+        with self._session(inputs[0].device), torch.set_grad_enabled(grad):
             for _ in range(WARMUP):
-                outs = run()
-                wanted = [o for o in outs if o.requires_grad]
+                wanted = [o for o in forward() if o.requires_grad]
                 if grad and wanted:
                     torch.autograd.grad(wanted, surface, [torch.ones_like(o) for o in wanted], allow_unused=True)
-            del outs, wanted
-            self.forward = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.forward, stream=stream):
-                outs = run()
-            self.outputs = outs
-            self.differentiable = [o.requires_grad for o in outs]
-            self.backward = None
-            wanted = [o for o in outs if o.requires_grad]
-            if grad and wanted:
-                self.grad_outputs = [torch.empty_like(o) for o in wanted]
-                self.backward = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.backward, stream=stream, pool=self.forward.pool()):
-                    grads = torch.autograd.grad(wanted, surface, self.grad_outputs, allow_unused=True)
+            del wanted
+            self.outputs, self.replay_forward = self._record(forward)
+            self.live = self.outputs  # what the backward differentiates: the forward's outputs
+            self.differentiable = [o.requires_grad for o in self.outputs]
+            self.replay_backward = None
+            if grad and any(self.differentiable):
+                self.grad_outputs = [torch.empty_like(o) for o in self.outputs if o.requires_grad]
+                grads, self.replay_backward = self._record(backward)
                 found = iter(grads)
                 self.grad_inputs = [next(found) if t.requires_grad else None for t in (*self.inputs, *self.params)]
+
+    @contextlib.contextmanager
+    def _session(self, device: torch.device) -> Iterator[None]:
+        """Warm-up and captures on a side stream of ``device``, as CUDA graph captures must be."""
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.device(device), torch.cuda.stream(stream):
+            yield
         torch.cuda.current_stream(device).wait_stream(stream)
+
+    def _record(self, fn):
+        """``fn()``'s result, and a function that runs its kernels again on the same memory (the graph's replay).
+        The captures of one signature share a memory pool: the backward reads what the forward left there."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=torch.cuda.current_stream(), pool=self._pool):
+            result = fn()
+        self._pool = graph.pool()
+        return result, graph.replay
 
     def waiting(self) -> bool:
         """Whether the last replay's backward is still to run (its graph alive, its backward not yet called)."""
@@ -87,12 +101,10 @@ class _Replay(torch.autograd.Function):
         for static, x in zip(graph.inputs, tensors):
             if static.data_ptr() != x.data_ptr():
                 static.copy_(x)
-        graph.forward.replay()
+        graph.replay_forward()
         outs = tuple(o.detach().clone() for o in graph.outputs)
         ctx.mark_non_differentiable(*(o for o, d in zip(outs, graph.differentiable) if not d))
         ctx.graph = graph
-        if graph.backward is not None and torch.is_grad_enabled():
-            graph.pending = weakref.ref(ctx)
         return outs
 
     @staticmethod
@@ -105,7 +117,7 @@ class _Replay(torch.autograd.Function):
                 static.zero_()
             else:
                 static.copy_(g)
-        graph.backward.replay()
+        graph.replay_backward()
         graph.pending = None
         n = len(graph.inputs)
         # the inputs' gradients go on into the caller's graph: fresh tensors; the parameters' are returned as the
@@ -132,6 +144,8 @@ class CudaGraphed:
     Attributes:
         replays, eager_calls: how many calls replayed a graph and how many ran eagerly.
     """
+
+    graph_class = _Graph  # what captures a signature (the tests replay on the CPU through a stand-in)
 
     def __init__(self, module: nn.Module, method: str = "forward", *, enabled: bool = True,
                  max_graphs: int = 4) -> None:
@@ -164,12 +178,14 @@ class CudaGraphed:
             return call(*args)
         self.replays += 1
         outs = _Replay.apply(graph, *flat, *graph.params)
+        node = next((o.grad_fn for o in outs if o.requires_grad), None)  # this replay's backward, to come
+        graph.pending = weakref.ref(node) if node is not None else None
         return tree_unflatten(list(outs), graph.out_spec)
 
     def _capture(self, call, flat: list[Tensor], spec, params: list[Tensor], grad: bool) -> _Graph | None:
         """The graph of this signature, or ``None`` (it then runs eagerly) where the call cannot be captured."""
         try:
-            return _Graph(call, flat, spec, params, grad)
+            return self.graph_class(call, flat, spec, params, grad)
         except RuntimeError as e:
             torch.cuda.synchronize()
             warnings.warn(f"{type(self.module).__name__}.{self.method} could not be captured in a CUDA graph "

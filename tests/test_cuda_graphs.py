@@ -1,5 +1,12 @@
 """CUDA graphs over the plugin's parts (``cuda_graphs=True``): the same training as eager, and eager where a
-graph cannot serve. The GPU tests run on a machine with CUDA (``scripts/device_check.sh`` runs them there)."""
+graph cannot serve.
+
+Each test runs on ``cuda`` where there is a GPU (``scripts/device_check.sh`` runs them there) and on ``cpu``
+through :class:`Rerun`, a stand-in for the graphs that replays by running the call again: all that surrounds a
+graph (inputs copied in, outputs and gradients handed out, a backward still pending, new shapes, moved memory) is
+tested on every machine, the capture itself only on a GPU.
+"""
+import contextlib
 import copy
 import pickle
 
@@ -8,10 +15,45 @@ import torch
 import torch.nn.functional as F
 from conftest import FROM_STEP_0, TINY_ADAPTER, TinyHDR
 
-from semkt_plugin.cuda_graphs import CudaGraphed
+from semkt_plugin.cuda_graphs import CudaGraphed, _Graph
 from semkt_plugin.wrapping import wrap
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+
+class Rerun(_Graph):
+    """A CUDA graph's stand-in on the CPU: a replay runs the recorded function again and copies what it computes
+    into the tensors the capture returned, as a graph's kernels rewrite them in place."""
+
+    @contextlib.contextmanager
+    def _session(self, device):
+        yield
+
+    def _record(self, fn):
+        result, grad = fn(), torch.is_grad_enabled()
+
+        def replay():
+            with torch.set_grad_enabled(grad):  # a Function's forward runs without grad; a graph does not care
+                fresh = fn()
+            for static, new in zip(result, fresh):
+                if static is not None:
+                    static.detach().copy_(new)
+            if fn.__name__ == "forward":
+                self.live = fresh  # the backward differentiates the last forward, as a graph's reads its memory
+
+        return result, replay
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=cuda)])
+def device(request, monkeypatch):
+    if request.param == "cpu":
+        monkeypatch.setattr(CudaGraphed, "graph_class", Rerun)
+        monkeypatch.setattr(CudaGraphed, "_graphable", staticmethod(
+            lambda flat: bool(flat) and all(isinstance(x, torch.Tensor) for x in flat)
+            and not torch.is_inference_mode_enabled()))
+    return request.param
+
+
 SETTINGS = dict(perceptual="skb", **FROM_STEP_0)  # every part from the first step: teacher, SKB, both losses, SKAM
 
 
@@ -21,7 +63,7 @@ def _data(size: int = 64, batch: int = 2, steps: int = 4, seed: int = 0, device:
              torch.rand(batch, 3, size, size, generator=g).to(device)) for _ in range(steps)]
 
 
-def _arms(skb, device: str = "cuda", **settings):
+def _arms(skb, device: str, **settings):
     """The same model and plugin twice on ``device``, eager and with CUDA graphs: ``{graphs: (model, skt, opt)}``."""
     torch.manual_seed(0)
     model = TinyHDR(16)
@@ -41,13 +83,12 @@ def _close(a: float, b: float, rel: float = 1e-4) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-6)
 
 
-@cuda
-def test_training_with_graphs_follows_eager(skb):
-    arms = _arms(skb)
+def test_training_with_graphs_follows_eager(skb, device):
+    arms = _arms(skb, device)
     records = {}
     for graphs, (model, skt, opt) in arms.items():
         records[graphs] = []
-        for frames, gt in _data():
+        for frames, gt in _data(device=device):
             out = model(*frames)
             loss = F.l1_loss(out, gt) + skt.loss(out, gt)
             opt.zero_grad()
@@ -68,13 +109,12 @@ def test_training_with_graphs_follows_eager(skb):
     assert all(g.replays == 0 for g in _graphed(arms[False][1]))
 
 
-@cuda
-def test_two_losses_before_one_backward_run_the_second_eagerly(skb):
+def test_two_losses_before_one_backward_run_the_second_eagerly(skb, device):
     """Gradient accumulation over summed losses: the second call of a part must not overwrite the activations the
     first call's backward still needs."""
-    (frames, gt), (frames2, gt2) = _data(steps=2)
+    (frames, gt), (frames2, gt2) = _data(steps=2, device=device)
     grads = {}
-    for graphs, (model, skt, _) in _arms(skb).items():
+    for graphs, (model, skt, _) in _arms(skb, device).items():
         first = skt.loss(model(*frames), gt)  # each forward's hooked features go to its own loss call
         (first + skt.loss(model(*frames2), gt2)).backward()
         grads[graphs] = [p.grad.clone() for p in (*model.parameters(), *skt.parameters()) if p.grad is not None]
@@ -85,24 +125,37 @@ def test_two_losses_before_one_backward_run_the_second_eagerly(skb):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-@cuda
-def test_no_grad_calls_and_a_new_shape(skb):
-    arms = _arms(skb)
+def test_no_grad_calls_and_a_new_shape(skb, device):
+    arms = _arms(skb, device)
     for size in (64, 96):
-        (frames, gt), = _data(size=size, steps=1)
+        (frames, gt), = _data(size=size, steps=1, device=device)
         values = {}
         for graphs, (model, skt, _) in arms.items():
+            out = model(*frames)  # SKAM's hooks capture in a forward with grad
             with torch.no_grad():
-                skt.loss(model(*frames), gt)
+                skt.loss(out, gt)
                 values[graphs] = skt.last_losses
         for name in values[False]:
             assert _close(values[False][name], values[True][name]), name
     assert arms[True][1].graphed["teacher"].replays == 2  # one graph per shape
 
 
+def test_new_memory_is_captured_again(skb, device):
+    """Parameters that now live elsewhere (``.to()``, ``.cuda()``, a replaced tensor) get new graphs: the old
+    ones would read freed memory."""
+    model, skt, _ = _arms(skb, device)[True]
+    (frames, gt), = _data(steps=1, device=device)
+    skt.loss(model(*frames), gt).backward()
+    with torch.no_grad():
+        for p in skt.teacher.parameters():
+            p.data = p.data.clone()
+    skt.loss(model(*frames), gt).backward()
+    assert skt.graphed["teacher"].replays == 2 and len(skt.graphed["teacher"]._graphs) == 1
+
+
 @cuda
 def test_a_copy_and_a_moved_plugin_train_on_their_own_graphs(skb):
-    (model, skt, opt) = _arms(skb)[True]
+    (model, skt, opt) = _arms(skb, "cuda")[True]
     data = _data(steps=2)
     for frames, gt in data:
         out = model(*frames)
@@ -143,3 +196,23 @@ def test_on_the_cpu_the_module_runs_as_it_is():
     x = torch.rand(1, 3, 8, 8, requires_grad=True)
     graphed = CudaGraphed(layer)
     assert torch.equal(graphed(x), layer(x)) and graphed.eager_calls == 1 and graphed.replays == 0
+
+
+def test_what_a_call_returns_is_the_callers(device):
+    """Outputs and input gradients are the caller's tensors: the next replay leaves them as they were."""
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 4, 3).to(device)
+    graphed = CudaGraphed(layer)
+    x, y = (torch.rand(1, 3, 8, 8, device=device, requires_grad=True) for _ in range(2))
+    with torch.no_grad():
+        first = graphed(x)
+        graphed(y)
+    kept = []
+    x.register_hook(kept.append)  # a hook may keep the gradient it is handed
+    out = graphed(x)
+    out.pow(2).sum().backward()
+    grad = kept[0].clone()
+    graphed(y).pow(2).sum().backward()
+    with torch.no_grad():
+        assert torch.allclose(first, layer(x), atol=1e-6) and torch.allclose(out, first)
+    assert torch.equal(kept[0], grad) and graphed.replays == 4

@@ -100,7 +100,8 @@ class SKTConfig(Settings):
     Speed:
         cuda_graphs: on a GPU, replay the teacher, the SKB's passes, VGG19 and SKAM's stages from CUDA graphs
             (:class:`~semkt_plugin.cuda_graphs.CudaGraphed`): the same kernels, launched as one graph per part
-            and input shape. Off: every kernel launched on its own.
+            and input shape, which hold their activations' memory between steps. Off (the default until it has
+            been measured on a GPU, docs/benchmarks.md): every kernel launched on its own.
         frozen_dtype: what the frozen networks (SKB, VGG19) compute in: ``"float32"``, or ``"bfloat16"`` (their
             weights and activations; what they return is float32). Gradients still pass through them to T(H_in).
     """
@@ -145,7 +146,7 @@ class SKTConfig(Settings):
     skam_norm: Literal["image", "channel", "none"] = "image"
     skam_reduction: Literal["mean", "sum"] = "mean"
 
-    cuda_graphs: bool = True
+    cuda_graphs: bool = False
     frozen_dtype: Literal["float32", "bfloat16"] = "float32"
 
     schedule_points: ClassVar[tuple[str, ...]] = ("distill_start", "distill_warmup")
