@@ -161,6 +161,29 @@ def run_strategies(feat: int, size: int, batch: int, steps: int, device: torch.d
         print(f"  {row:<16} {t * 1000:7.0f} ms  {t / best['ORM']:5.2f}x the ORM's step")
 
 
+def side_by_side(rows: dict, frames, gt, steps: int, between=None) -> tuple[dict[str, float], dict[str, float]]:
+    """Each row's fastest of ``steps`` training steps, after one untimed step (it warms up allocators, thread pools
+    and captures), the rows' steps alternating so that load on the machine hits all alike; on CUDA also each
+    row's peak memory in MB above what was allocated before its step (``{}`` elsewhere). ``between()`` runs before
+    each timed round."""
+    times: dict[str, list[float]] = {row: [] for row in rows}
+    peaks: dict[str, float] = {}
+    for i in range(steps + 1):
+        if i and between is not None:
+            between()
+        for row, (model, skt, opt) in rows.items():
+            cuda = gt.is_cuda
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+                held = torch.cuda.memory_allocated()
+            t = step(model, opt, frames, gt, skt)
+            if cuda:
+                peaks[row] = max(peaks.get(row, 0.0), (torch.cuda.max_memory_allocated() - held) / 2**20)
+            if i:
+                times[row].append(t)
+    return {row: min(v) for row, v in times.items()}, peaks
+
+
 def run_variants(feat: int, size: int, batch: int, steps: int, config: dict, device: torch.device, skb,
                  variants: dict[str, dict]) -> None:
     """ORM alone and ORM + semkt under each of ``variants`` (settings on top of ``config``), side by side."""
@@ -169,19 +192,7 @@ def run_variants(feat: int, size: int, batch: int, steps: int, config: dict, dev
             "+ semkt": build("+ SKAM", feat, skb, config, device),
             **{f"+ semkt, {name}": build("+ SKAM", feat, skb, {**config, **changes}, device)
                for name, changes in variants.items()}}
-    times: dict[str, list[float]] = {row: [] for row in rows}
-    peaks: dict[str, float] = {}
-    for i in range(steps + 1):
-        for row, (model, skt, opt) in rows.items():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-                held = torch.cuda.memory_allocated()
-            t = step(model, opt, frames, gt, skt)
-            if device.type == "cuda":
-                peaks[row] = max(peaks.get(row, 0.0), (torch.cuda.max_memory_allocated() - held) / 2**20)
-            if i:
-                times[row].append(t)
-    best = {row: min(v) for row, v in times.items()}
+    best, peaks = side_by_side(rows, frames, gt, steps)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nvariants: AHDR nFeat={feat}, batch {batch}, {size}x{size}, {where}, fastest of {steps} steps"
           + (f"; config {json.dumps(config)}" if config else ""))
@@ -344,24 +355,10 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
     model, skt, opt = rungs["+ SKAM"]
     # recorded from a step of the full rung itself: one more untimed step for it, and no fifth plugin to build
     floor = ConvFloor(skt, lambda: step(model, opt, frames, gt, skt))
-    times: dict[str, list[float]] = {rung: [] for rung in rungs}
     floors: list[dict[str, float]] = []
-    peaks: dict[str, float] = {}
-    for i in range(steps + 1):
-        if i:
-            floors.append(floor.step())
-        for rung, (model, skt, opt) in rungs.items():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-                held = torch.cuda.memory_allocated()
-            t = step(model, opt, frames, gt, skt)
-            if device.type == "cuda":
-                peaks[rung] = max(peaks.get(rung, 0.0), (torch.cuda.max_memory_allocated() - held) / 2**20)
-            if i:  # the first step warms up allocators and thread pools
-                times[rung].append(t)
+    med, peaks = side_by_side(rungs, frames, gt, steps, between=lambda: floors.append(floor.step()))
     if device.type != "cuda":
         peaks = {rung: cpu_peak(rung, feat, size, batch, config) for rung in ("ORM", "+ SKAM")}
-    med = {rung: min(v) for rung, v in times.items()}
     orm, full = med["ORM"], med["+ SKAM"]
     added = full - orm
     n_orm = sum(p.numel() for p in rungs["ORM"][0].parameters())
