@@ -19,8 +19,8 @@ part's replay is one CUDA graph, so that the floor holds the GPU's time and no l
 convolution kernels PyTorch has on the machine, no rewrite that keeps semkt's computation makes its step cheaper
 than the ORM's plus this floor; the line gives the ratio such a rewrite could at best reach.
 
-On a GPU the plugin replays its parts from CUDA graphs (``cuda_graphs``, on by default); ``--variant`` measures
-other settings side by side, such as ``--variant 'eager={"cuda_graphs": false}'``.
+``--variant`` measures other settings side by side, such as the CUDA graphs a GPU can replay the plugin's parts
+from (``--variant 'graphs={"cuda_graphs": true}'``; off by default).
 
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
@@ -33,7 +33,7 @@ an unlabelled batch of the same size per step: the teacher's forward, a second f
     python benchmarks/bench_step.py                                   # the README's two set-ups
     python benchmarks/bench_step.py --setup 16:128:2 --config '{"teacher_stride": 2}'
     python benchmarks/bench_step.py --strategies                      # the three strategies' step cost
-    python benchmarks/bench_step.py --variant 'eager={"cuda_graphs": false}' --variant 'slim={"teacher_stride": 2}'
+    python benchmarks/bench_step.py --variant 'graphs={"cuda_graphs": true}' --variant 'slim={"teacher_stride": 2}'
 """
 from __future__ import annotations
 

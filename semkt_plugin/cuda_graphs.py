@@ -112,11 +112,8 @@ class _Replay(torch.autograd.Function):
     def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:
         graph: _Graph = ctx.graph
         wanted = (g for g, d in zip(grads, graph.differentiable) if d)
-        for static, g in zip(graph.grad_outputs, wanted):
-            if g is None:
-                static.zero_()
-            else:
-                static.copy_(g)
+        for static, g in zip(graph.grad_outputs, wanted):  # autograd passes zeros, not None, for unused outputs
+            static.copy_(g)
         graph.replay_backward()
         graph.pending = None
         n = len(graph.inputs)
@@ -160,13 +157,13 @@ class CudaGraphed:
         if not (self.enabled and self._graphable(flat)):
             self.eager_calls += 1
             return call(*args)
-        state = [*self.module.parameters(), *self.module.buffers()]
-        where = tuple(t.data_ptr() for t in state)
+        everything = list(self.module.parameters())
+        where = tuple(t.data_ptr() for t in (*everything, *self.module.buffers()))
         if where != self._where:  # moved, cast or replaced since the captures: they read the old memory
             self._graphs.clear()
             self._where = where
-        trains = tuple(p.requires_grad for p in self.module.parameters())
-        params = [p for p in self.module.parameters() if p.requires_grad]
+        trains = tuple(p.requires_grad for p in everything)
+        params = [p for p in everything if p.requires_grad]
         grad = torch.is_grad_enabled() and (bool(params) or any(x.requires_grad for x in flat))
         key = (spec, grad, self.module.training, trains,
                *((x.shape, x.dtype, x.device, x.requires_grad) for x in flat))

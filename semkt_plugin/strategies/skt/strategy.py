@@ -244,7 +244,8 @@ def load_configured_skb(config: SKTConfig) -> nn.Module:
 
 def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
                     ) -> tuple[nn.Module | None, Callable[[Tensor], list[Tensor]] | None]:
-    """The SKB (``skb`` if given) and the perceptual φ that ``config``'s enabled parts need.
+    """The SKB (``skb`` if given) and the perceptual φ that ``config``'s enabled parts need, in
+    ``config.frozen_dtype`` (a given SKB is copied before it is cast: it may serve others).
 
     Every weights file is found (or downloaded) before either network is built, so that one error names all that
     are missing.
@@ -269,9 +270,17 @@ def load_pretrained(config: SKTConfig, skb: nn.Module | None = None
             missing.append(e)
     if missing:
         raise missing_weights(missing)
+    bf16 = config.frozen_dtype == "bfloat16"
     if skb is None and config.needs_skb:
         skb = load_skb(skb_file, arch=config.skb_arch, num_regions=config.num_regions)
-    return skb, build_perceptual(config.perceptual, vgg19, skb) if config.perceptual_on else None
+    elif skb is not None and bf16:
+        skb = copy.deepcopy(skb)
+    if skb is not None and bf16:
+        skb.bfloat16()
+    perceptual = build_perceptual(config.perceptual, vgg19, skb) if config.perceptual_on else None
+    if isinstance(perceptual, nn.Module) and bf16:
+        perceptual.bfloat16()
+    return skb, perceptual
 
 
 class Shared:
@@ -367,11 +376,6 @@ class SemanticTransfer(Strategy):
         skb, perceptual = load_pretrained(config, skb)
         if skb is not None:
             skb.requires_grad_(False)
-        if config.frozen_dtype == "bfloat16":  # the caller's SKB may serve others: this plugin's own copy
-            skb = copy.deepcopy(skb).bfloat16() if skb is not None else None
-            perceptual = perceptual.bfloat16() if isinstance(perceptual, nn.Module) else perceptual
-            if config.perceptual_on and config.perceptual == "skb":
-                perceptual = skb.features
         self._aux = {"skb": skb if config.needs_skb else None, "perceptual": perceptual}
         prior_channels = tuple(skb.channels) if skb is not None else (1, 1, 1, 1)
         self.teacher = SPGRM(prior_channels, dim=config.teacher_dim, heads=config.teacher_heads,
