@@ -36,30 +36,36 @@ MaskKind = Literal["element", "spatial"]
 TargetNorm = Literal["image", "channel", "none"]
 
 
-def complementary_masks(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None, kind: MaskKind = "element",
-                        patch: int = 1) -> tuple[Tensor, Tensor]:
-    """A random binary mask I^M with ``P(1) = ratio`` and its complement ``1 − I^M``.
+def draw_mask(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
+              device: torch.device | str | None = None, kind: MaskKind = "element", patch: int = 1) -> Tensor:
+    """A random binary mask I^M with ``P(True) = ratio``.
 
     Args:
         shape: ``(B, C, H, W)``.
         ratio: share of teacher latent in the mix, in ``[0, 1]``.
         generator: random source (on ``device``).
         kind: ``"element"``: each element drawn on its own; ``"spatial"``: one draw per ``patch × patch`` block,
-            shared by all channels (``(B, 1, H, W)`` broadcast to ``shape``).
+            shared by all channels.
         patch: block side of a spatial mask (blocks at the right and bottom edges are cut).
 
     Returns:
-        ``(I^M, 1 − I^M)``, float tensors of ``shape`` with values in {0, 1} that sum to 1 everywhere.
+        A bool tensor of ``shape``, or for ``"spatial"`` of ``(B, 1, H, W)``, which broadcasts to it.
     """
     if kind == "element":
-        mask = (torch.rand(tuple(shape), generator=generator, device=device) < ratio).float()
-    elif kind == "spatial":
+        return torch.rand(tuple(shape), generator=generator, device=device) < ratio
+    if kind == "spatial":
         b, c, h, w = shape
         coarse = torch.rand((b, 1, -(-h // patch), -(-w // patch)), generator=generator, device=device) < ratio
-        mask = coarse.float().repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w].expand(b, c, h, w)
-    else:
-        raise ValueError(f"unknown mask kind {kind!r}; use 'element' or 'spatial'")
+        return coarse.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
+    raise ValueError(f"unknown mask kind {kind!r}; use 'element' or 'spatial'")
+
+
+def complementary_masks(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
+                        device: torch.device | str | None = None, kind: MaskKind = "element",
+                        patch: int = 1) -> tuple[Tensor, Tensor]:
+    """:func:`draw_mask` as the float pair ``(I^M, 1 − I^M)`` of eq. 11: tensors of ``shape`` with values in
+    {0, 1} that sum to 1 everywhere."""
+    mask = draw_mask(shape, ratio, generator, device, kind, patch).float().expand(tuple(shape))
     return mask, 1.0 - mask
 
 
@@ -83,9 +89,9 @@ class AlignmentStage(nn.Module):
     """One SKAM stage: student/teacher encoders into ``latent`` channels, masked mix, decoder to the teacher.
 
     Shapes:
-        student ``(B, C_s, h, w)``, teacher ``(B, C_t, H', W')``, mask ``(B, latent, h', w')``: both features are
-        brought to the mask's size (:func:`align_size`; the student by average pooling, the teacher bilinearly)
-        → loss scalar.
+        student ``(B, C_s, h, w)``, teacher ``(B, C_t, H', W')``, mask ``(B, latent, h', w')`` or ``(B, 1, h',
+        w')``, bool (:func:`draw_mask`: True takes the teacher's latent): both features are brought to the mask's
+        size (:func:`align_size`; the student by average pooling, the teacher bilinearly) → loss scalar.
     """
 
     def __init__(self, student_channels: int, teacher_channels: int, latent: int = 32,
@@ -109,7 +115,8 @@ class AlignmentStage(nn.Module):
         # the teacher's features grow as it trains; unnormalised, that growth, not the semantics, would set how
         # hard the ORM's features are pulled
         teacher = normalise_target(teacher, self.norm)
-        mixed = self.enc_s(student) * (1 - mask) + self.enc_t(teacher) * mask
+        # eq. 11's I^M·t + (1 − I^M)·s with a binary mask: a choice per element, one pass instead of four
+        mixed = torch.where(mask, self.enc_t(teacher), self.enc_s(student))
         return F.mse_loss(self.dec(mixed), teacher)
 
 
@@ -123,7 +130,7 @@ class SKAM(nn.Module):
         latent: latent width.
         ratio: mask ratio.
         seed: seed of the mask generator.
-        mask, patch: mask kind and block side (:func:`complementary_masks`).
+        mask, patch: mask kind and block side (:func:`draw_mask`).
         norm: target scaling (:func:`normalise_target`).
         reduction: ``"mean"`` or ``"sum"`` over stages.
         cuda_graphs: on a GPU, replay each stage from CUDA graphs (:class:`~semkt_plugin.cuda_graphs.CudaGraphed`).
@@ -167,8 +174,8 @@ class SKAM(nn.Module):
                     f"SKAM stage expected {stage.student_channels} channels, the hook captured {s.shape[1]}; "
                     "set HookPoint(channels=...) in the adapter"
                 )
-            mask, _ = complementary_masks((s.shape[0], self.latent, *align_size(s, teacher[j])), self.ratio,
-                                          self._generator(s.device), s.device, self.mask, self.patch)
+            mask = draw_mask((s.shape[0], self.latent, *align_size(s, teacher[j])), self.ratio,
+                             self._generator(s.device), s.device, self.mask, self.patch)
             total = total + self.graphed[k](s, teacher[j].detach(), mask).float()
         return total / len(self.stages) if self.reduction == "mean" else total
 

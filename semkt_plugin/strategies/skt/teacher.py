@@ -66,6 +66,63 @@ def channel_gram(a: Tensor, b: Tensor, slices: int = 1) -> Tensor:
     return (sliced[0] @ sliced[1].transpose(2, 3)).sum(1)
 
 
+def cosine_gram(a: Tensor, b: Tensor, slices: int = 1, eps: float = 1e-12) -> Tensor:
+    """The cosine similarity of every row of ``a`` with every row of ``b`` over the pixels: :func:`channel_gram`
+    divided by the rows' norms, each clamped to at least ``eps`` (what it gives on ``F.normalize``-d rows).
+
+    Shapes:
+        a ``(B, M, P)``, b ``(B, N, P)`` → ``(B, M, N)``; ``slices`` divides ``P``.
+    """
+    return _CosineGram.apply(a, b, slices, eps)
+
+
+class _CosineGram(torch.autograd.Function):
+    """:func:`cosine_gram` with its backward written out. Left to autograd, the norms' backward writes two more
+    ``(M, P)`` maps per input and adds them to the product's gradient (and the CPU reduces strided rows slowly);
+    here each input's gradient is one product and one scaled add into it."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, slices: int, eps: float) -> Tensor:
+        norm_a, norm_b = _row_norms(a), _row_norms(b)
+        scale = norm_a.clamp_min(eps)[:, :, None] * norm_b.clamp_min(eps)[:, None, :]
+        cos = channel_gram(a, b, slices) / scale
+        ctx.save_for_backward(a, b, cos, norm_a, norm_b, scale)
+        ctx.eps = eps
+        return cos
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        a, b, cos, norm_a, norm_b, scale = ctx.saved_tensors
+        grad_gram = grad / scale
+        # cos_ij = gram_ij / (|a_i| |b_j|), ∂|a_i|/∂a_i = a_i / |a_i|: each row also takes back its own direction,
+        # except where its norm is clamped (as clamp_min's gradient)
+        pull = grad * cos
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            own = -(pull.sum(2) / norm_a.square()).where(norm_a >= ctx.eps, 0)
+            grad_a = _times(grad_gram, b, like=a).addcmul_(a, own.unsqueeze(2).to(a.dtype))
+        if ctx.needs_input_grad[1]:
+            own = -(pull.sum(1) / norm_b.square()).where(norm_b >= ctx.eps, 0)
+            grad_b = _times(grad_gram.transpose(1, 2), a, like=b).addcmul_(b, own.unsqueeze(2).to(b.dtype))
+        return grad_a, grad_b, None, None
+
+
+def _row_norms(x: Tensor) -> Tensor:
+    """The norm of each row of ``x`` ``(B, M, P)`` over its ``P`` pixels, in at least float32 → ``(B, M)``."""
+    if x.dtype.itemsize >= 4:  # vecdot reads strided rows at full speed; vector_norm does not on the CPU
+        return torch.linalg.vecdot(x, x).sqrt()
+    return torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32)
+
+
+def _times(m: Tensor, x: Tensor, like: Tensor) -> Tensor:
+    """``m @ x``, ``(B, M, N) @ (B, N, P)`` → ``(B, M, P)``, in ``like``'s memory layout: a channels-last map's
+    rows are strided (its pixels are the contiguous rows), and then the product is made transposed."""
+    m = m.to(x.dtype)
+    if like.stride(1) == 1 and like.stride(2) != 1:
+        return (x.transpose(1, 2) @ m.transpose(1, 2)).transpose(1, 2)
+    return m @ x
+
+
 def pixel_mix(x: Tensor, mix: Tensor, bias: Tensor, slices: int = 1) -> Tensor:
     """``bias + x @ mix`` at every pixel, the pixels cut into ``slices``: the backward's product for ``mix`` is a
     :func:`channel_gram` over the pixels, and runs sliced alike.
@@ -121,10 +178,8 @@ class PriorFusionBlock(nn.Module):
         k, v = (t.flatten(2) for t in self.kv(self.norm_f(feature)).chunk(2, dim=1))
         # cosine similarity keeps the softmax scale sane; dividing the (C × C) products by the norms gives what
         # F.normalize on q and k would, without two more (C, HW) maps to write and differentiate
-        eps = 1e-12  # F.normalize's
-        norms = q.norm(dim=-1, keepdim=True).clamp_min(eps) * k.norm(dim=-1).clamp_min(eps).unsqueeze(1)
         gamma = self.gamma.view(self.heads, 1).expand(self.heads, c // self.heads).reshape(c, 1)  # per row
-        logits = channel_gram(q, k, slices) / norms * gamma  # (B, C_q, C_k)
+        logits = cosine_gram(q, k, slices) * gamma  # (B, C_q, C_k)
         # all heads share one product over the whole channel range, which needs no per-head copies of q, k, v;
         # masking the pairs across heads leaves each head's own softmax, exactly, and zero weight elsewhere
         if self.heads > 1:
