@@ -13,6 +13,7 @@ from semkt_plugin.strategies.skt.teacher import (
     PriorFusionBlock,
     channel_gram,
     cosine_gram,
+    pixel_mix,
     split_k,
 )
 
@@ -222,3 +223,31 @@ def test_cosine_gram_and_its_backward_equal_normalised_rows(layout, slices):
         assert mine.stride() == x.stride()  # in the input's layout: no copy before the projections' backward
     small = [t.detach()[1:, 3:, :16].clone().requires_grad_() for t in (a, b)]  # no zero row: it has no slope
     assert torch.autograd.gradcheck(lambda x, y: cosine_gram(x, y, slices), small)
+
+
+@pytest.mark.parametrize("layout", ["rows", "pixels"])
+@pytest.mark.parametrize("slices", [1, 4])
+def test_pixel_mix_and_its_backward_equal_the_plain_product(layout, slices):
+    """Output in the layout asked for, the input's gradient in the input's layout, all equal to autograd's."""
+    g = torch.Generator().manual_seed(2)
+
+    def rows(m: int) -> Tensor:
+        x = torch.randn(2, 64, m, generator=g, dtype=torch.float64)
+        return (x.transpose(1, 2) if layout == "pixels" else x.transpose(1, 2).contiguous()).requires_grad_()
+
+    mix = torch.randn(2, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
+    x, like = rows(7), rows(5).detach()
+    out = pixel_mix(mix, x, bias, like, slices)
+    expected = bias[:, None] + mix @ x
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    assert out.stride() == like.stride()
+    upstream = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    inputs = [mix, x, bias]
+    ours = grads((out * upstream).sum(), inputs)
+    for mine, reference in zip(ours, grads((expected * upstream).sum(), inputs)):
+        torch.testing.assert_close(mine, reference, rtol=1e-10, atol=1e-12)
+    assert ours[1].stride() == x.stride()
+    small = [mix.detach().clone().requires_grad_(), x.detach()[:, :, :16].clone().requires_grad_(),
+             bias.detach().clone().requires_grad_()]
+    assert torch.autograd.gradcheck(lambda m, y, c: pixel_mix(m, y, c, like[:, :, :16], slices), small)

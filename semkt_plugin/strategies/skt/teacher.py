@@ -100,10 +100,10 @@ class _CosineGram(torch.autograd.Function):
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             own = -(pull.sum(2) / norm_a.square()).where(norm_a >= ctx.eps, 0)
-            grad_a = _times(grad_gram, b, like=a).addcmul_(a, own.unsqueeze(2).to(a.dtype))
+            grad_a = _times(grad_gram, b, _strided_rows(a)).addcmul_(a, own.unsqueeze(2).to(a.dtype))
         if ctx.needs_input_grad[1]:
             own = -(pull.sum(1) / norm_b.square()).where(norm_b >= ctx.eps, 0)
-            grad_b = _times(grad_gram.transpose(1, 2), a, like=b).addcmul_(b, own.unsqueeze(2).to(b.dtype))
+            grad_b = _times(grad_gram.transpose(1, 2), a, _strided_rows(b)).addcmul_(b, own.unsqueeze(2).to(b.dtype))
         return grad_a, grad_b, None, None
 
 
@@ -114,25 +114,49 @@ def _row_norms(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32)
 
 
-def _times(m: Tensor, x: Tensor, like: Tensor) -> Tensor:
-    """``m @ x``, ``(B, M, N) @ (B, N, P)`` → ``(B, M, P)``, in ``like``'s memory layout: a channels-last map's
-    rows are strided (its pixels are the contiguous rows), and then the product is made transposed."""
+def _strided_rows(x: Tensor) -> bool:
+    """Whether ``x`` ``(B, M, P)`` is laid out as a channels-last map's rows: strided, its pixels contiguous."""
+    return x.stride(1) == 1 and x.stride(2) != 1
+
+
+def _times(m: Tensor, x: Tensor, strided: bool, bias: Tensor | None = None) -> Tensor:
+    """``m @ x`` (``+ bias`` per row), ``(B, M, N) @ (B, N, P)`` → ``(B, M, P)``, with strided rows if
+    ``strided`` (:func:`_strided_rows`): then the product is made transposed."""
     m = m.to(x.dtype)
-    if like.stride(1) == 1 and like.stride(2) != 1:
-        return (x.transpose(1, 2) @ m.transpose(1, 2)).transpose(1, 2)
-    return m @ x
+    if strided:
+        xt, mt = x.transpose(1, 2), m.transpose(1, 2)
+        return (xt @ mt if bias is None else torch.baddbmm(bias.to(x.dtype), xt, mt)).transpose(1, 2)
+    return m @ x if bias is None else torch.baddbmm(bias.to(x.dtype)[:, None], m, x)
 
 
-def pixel_mix(x: Tensor, mix: Tensor, bias: Tensor, slices: int = 1) -> Tensor:
-    """``bias + x @ mix`` at every pixel, the pixels cut into ``slices``: the backward's product for ``mix`` is a
-    :func:`channel_gram` over the pixels, and runs sliced alike.
+def pixel_mix(mix: Tensor, x: Tensor, bias: Tensor, like: Tensor, slices: int = 1) -> Tensor:
+    """``bias + mix @ x`` at every pixel, in ``like``'s memory layout.
+
+    The backward's product for ``mix`` is a :func:`channel_gram` over the pixels and runs sliced alike; ``x``'s
+    gradient comes in ``x``'s layout (autograd's would be contiguous, and a channels-last map's gradient would
+    then be copied back).
 
     Shapes:
-        x ``(B, P, C)``, mix ``(B, C, D)``, bias ``(D,)`` → ``(B, P, D)``; ``slices`` divides ``P``.
+        mix ``(B, D, C)``, x ``(B, C, P)``, bias ``(D,)``, like ``(B, D, P)`` → ``(B, D, P)``; ``slices``
+        divides ``P``.
     """
-    if slices == 1:
-        return torch.baddbmm(bias, x, mix)
-    return torch.add(bias, x.unflatten(1, (slices, -1)) @ mix.unsqueeze(1)).flatten(1, 2)
+    return _PixelMix.apply(mix, x, bias, _strided_rows(like), slices)
+
+
+class _PixelMix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mix: Tensor, x: Tensor, bias: Tensor, strided: bool, slices: int) -> Tensor:
+        ctx.save_for_backward(mix, x)
+        ctx.slices = slices
+        return _times(mix, x, strided, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        mix, x = ctx.saved_tensors
+        grad_mix = channel_gram(grad, x.to(grad.dtype), ctx.slices) if ctx.needs_input_grad[0] else None
+        grad_x = _times(mix.transpose(1, 2), grad, _strided_rows(x)) if ctx.needs_input_grad[1] else None
+        grad_bias = grad.sum((0, 2)) if ctx.needs_input_grad[2] else None
+        return grad_mix, grad_x, grad_bias, None, None
 
 
 def _project(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -189,10 +213,9 @@ class PriorFusionBlock(nn.Module):
         # and those weights pick value channels j, which come from the same feature as the keys
         attn = logits.softmax(dim=-1)
         # the output projection W is 1×1, so it folds into those weights: W·(attn·V) = (W·attn)·V, a (C × C)
-        # product instead of a full-resolution convolution; computed transposed, the result is channels-last
-        mix = attn.transpose(1, 2) @ self.out.weight.flatten(1).t()  # (B, C_k, C_out)
-        out = pixel_mix(v.transpose(1, 2), mix, self.out.bias, slices)  # (B, HW, C)
-        return feature + out.view(b, h, w, c).permute(0, 3, 1, 2)
+        # product instead of a full-resolution convolution
+        mix = self.out.weight.flatten(1) @ attn  # (B, C_out, C_k)
+        return feature + pixel_mix(mix, v, self.out.bias, feature.flatten(2), slices).view(b, c, h, w)
 
 
 class SpatialPriorFusion(nn.Module):
