@@ -5,23 +5,23 @@ import pytest
 import torch
 from einops import rearrange
 
-from semkt_plugin.strategies.skt.skam import SKAM, complementary_masks, normalise_target
+from semkt_plugin.strategies.skt.skam import SKAM, draw_mask, normalise_target
 from semkt_plugin.strategies.skt.teacher import PriorFusionBlock
 
 
 def test_spatial_mask_hides_whole_blocks_across_channels():
     g = torch.Generator().manual_seed(0)
-    mask, rest = complementary_masks((2, 5, 20, 27), 0.5, g, kind="spatial", patch=8)
-    assert mask.shape == (2, 5, 20, 27) and torch.equal(mask + rest, torch.ones_like(mask))
-    assert torch.equal(mask, mask[:, :1].expand_as(mask))  # one draw per position, shared by every channel
+    mask = draw_mask((2, 5, 20, 27), 0.5, g, kind="spatial", patch=8)
+    assert mask.shape == (2, 1, 20, 27)  # one draw per position, shared by every channel
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
     for by in range(0, 20, 8):
         for bx in range(0, 27, 8):
             block = mask[:, 0, by:by + 8, bx:bx + 8]  # cut at the edges
             assert torch.equal(block, block[:, :1, :1].expand_as(block))
-    many, _ = complementary_masks((64, 1, 64, 64), 0.3, g, kind="spatial", patch=4)
+    many = draw_mask((64, 1, 64, 64), 0.3, g, kind="spatial", patch=4)
     assert many.mean().item() == pytest.approx(0.3, abs=0.02)
     with pytest.raises(ValueError, match="mask kind"):
-        complementary_masks((1, 1, 4, 4), 0.5, kind="pixel")
+        draw_mask((1, 1, 4, 4), 0.5, kind="pixel")
 
 
 def test_target_scaling():

@@ -4,7 +4,7 @@ from torch import nn
 
 from semkt_plugin.adapter import HookPoint
 from semkt_plugin.feature_hooks import FeatureHooks, infer_channels, to_map, tokens_to_map
-from semkt_plugin.strategies.skt.skam import SKAM, complementary_masks, spread
+from semkt_plugin.strategies.skt.skam import SKAM, draw_mask, spread
 
 
 def test_capture_survives_an_in_place_activation():
@@ -61,10 +61,10 @@ def test_infer_channels():
     assert infer_channels(nn.ReLU(), "forward") is None
 
 
-def test_masks_are_complementary_binary_with_the_ratio():
+def test_masks_are_binary_with_the_ratio():
     g = torch.Generator().manual_seed(0)
-    mask, rest = complementary_masks((4, 16, 32, 32), 0.3, g)
-    assert torch.equal(mask + rest, torch.ones_like(mask))
+    mask = draw_mask((4, 16, 32, 32), 0.3, g)
+    assert mask.shape == (4, 16, 32, 32) and mask.dtype == torch.float32
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     assert mask.mean().item() == pytest.approx(0.3, abs=0.01)
     with pytest.raises(ValueError, match=r"ratio must be in \[0.0, 1.0\], got 1.5"):
@@ -101,3 +101,25 @@ def test_skam_aligns_at_a_slim_teachers_coarser_resolution():
     twin.load_state_dict(skam.state_dict())
     # a slim teacher's feature: the student is pooled to its size, as if the hook had given a coarser feature
     assert torch.equal(skam([student], [half]), twin([F.adaptive_avg_pool2d(student, 8)], [half]))
+
+
+@pytest.mark.parametrize("kind", ["spatial", "element"])
+def test_stage_mixes_as_eq11_bit_for_bit(kind):
+    """The one-pass mix equals ``I^M·t + (1 − I^M)·s`` exactly, and so do the encoders' gradients."""
+    import torch.nn.functional as F
+
+    from semkt_plugin.strategies.skt.skam import AlignmentStage, normalise_target
+
+    g = torch.Generator().manual_seed(4)
+    torch.manual_seed(4)
+    stage = AlignmentStage(6, 5, latent=8)
+    student, teacher = torch.randn(2, 6, 12, 12, generator=g), torch.randn(2, 5, 12, 12, generator=g)
+    mask = draw_mask((2, 8, 12, 12), 0.5, g, kind=kind, patch=4)
+    ours = stage(student, teacher, mask)
+    target = normalise_target(teacher)
+    mixed = stage.enc_s(student) * (1 - mask) + stage.enc_t(target) * mask
+    theirs = F.mse_loss(stage.dec(mixed), target)
+    assert torch.equal(ours, theirs)
+    encoders = [*stage.enc_s.parameters(), *stage.enc_t.parameters()]
+    for a, b in zip(torch.autograd.grad(ours, encoders), torch.autograd.grad(theirs, encoders)):
+        assert torch.equal(a, b)

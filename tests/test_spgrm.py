@@ -228,7 +228,7 @@ def test_cosine_gram_and_its_backward_equal_normalised_rows(layout, slices):
 @pytest.mark.parametrize("layout", ["rows", "pixels"])
 @pytest.mark.parametrize("slices", [1, 4])
 def test_pixel_mix_and_its_backward_equal_the_plain_product(layout, slices):
-    """Output in the layout asked for, the input's gradient in the input's layout, all equal to autograd's."""
+    """Output in the residual's layout, the input's gradient in the input's layout, all equal to autograd's."""
     g = torch.Generator().manual_seed(2)
 
     def rows(m: int) -> Tensor:
@@ -237,17 +237,16 @@ def test_pixel_mix_and_its_backward_equal_the_plain_product(layout, slices):
 
     mix = torch.randn(2, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
-    x, like = rows(7), rows(5).detach()
-    out = pixel_mix(mix, x, bias, like, slices)
-    expected = bias[:, None] + mix @ x
+    residual, x = rows(5), rows(7)
+    out = pixel_mix(residual, mix, x, bias, slices)
+    expected = residual + bias[:, None] + mix @ x
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    assert out.stride() == like.stride()
+    assert out.stride() == residual.stride()
     upstream = torch.randn(out.shape, generator=g, dtype=torch.float64)
-    inputs = [mix, x, bias]
+    inputs = [residual, mix, x, bias]
     ours = grads((out * upstream).sum(), inputs)
     for mine, reference in zip(ours, grads((expected * upstream).sum(), inputs)):
         torch.testing.assert_close(mine, reference, rtol=1e-10, atol=1e-12)
-    assert ours[1].stride() == x.stride()
-    small = [mix.detach().clone().requires_grad_(), x.detach()[:, :, :16].clone().requires_grad_(),
-             bias.detach().clone().requires_grad_()]
-    assert torch.autograd.gradcheck(lambda m, y, c: pixel_mix(m, y, c, like[:, :, :16], slices), small)
+    assert ours[2].stride() == x.stride()
+    r, y = (t.detach()[..., :16].clone().requires_grad_() for t in (residual, x))
+    assert torch.autograd.gradcheck(lambda r, m, y, c: pixel_mix(r, m, y, c, slices), (r, mix, y, bias))

@@ -38,7 +38,7 @@ TargetNorm = Literal["image", "channel", "none"]
 
 def draw_mask(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
               device: torch.device | str | None = None, kind: MaskKind = "element", patch: int = 1) -> Tensor:
-    """A random binary mask I^M with ``P(True) = ratio``.
+    """A random binary mask I^M with ``P(1) = ratio``; ``1 − I^M`` is its complement.
 
     Args:
         shape: ``(B, C, H, W)``.
@@ -49,24 +49,16 @@ def draw_mask(shape: Sequence[int], ratio: float, generator: torch.Generator | N
         patch: block side of a spatial mask (blocks at the right and bottom edges are cut).
 
     Returns:
-        A bool tensor of ``shape``, or for ``"spatial"`` of ``(B, 1, H, W)``, which broadcasts to it.
+        A float tensor of values in {0, 1}: of ``shape``, or for ``"spatial"`` of ``(B, 1, H, W)``, which
+        broadcasts to it.
     """
     if kind == "element":
-        return torch.rand(tuple(shape), generator=generator, device=device) < ratio
+        return (torch.rand(tuple(shape), generator=generator, device=device) < ratio).float()
     if kind == "spatial":
         b, c, h, w = shape
         coarse = torch.rand((b, 1, -(-h // patch), -(-w // patch)), generator=generator, device=device) < ratio
-        return coarse.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
+        return coarse.float().repeat_interleave(patch, 2).repeat_interleave(patch, 3)[..., :h, :w]
     raise ValueError(f"unknown mask kind {kind!r}; use 'element' or 'spatial'")
-
-
-def complementary_masks(shape: Sequence[int], ratio: float, generator: torch.Generator | None = None,
-                        device: torch.device | str | None = None, kind: MaskKind = "element",
-                        patch: int = 1) -> tuple[Tensor, Tensor]:
-    """:func:`draw_mask` as the float pair ``(I^M, 1 − I^M)`` of eq. 11: tensors of ``shape`` with values in
-    {0, 1} that sum to 1 everywhere."""
-    mask = draw_mask(shape, ratio, generator, device, kind, patch).float().expand(tuple(shape))
-    return mask, 1.0 - mask
 
 
 def normalise_target(feature: Tensor, norm: TargetNorm = "image", eps: float = 1e-5) -> Tensor:
@@ -76,7 +68,8 @@ def normalise_target(feature: Tensor, norm: TargetNorm = "image", eps: float = 1
     channel of each image (zero mean, unit variance). ``"none"``: as it is.
     """
     if norm == "image":
-        return feature / (feature.pow(2).mean((1, 2, 3), keepdim=True) + eps).sqrt()
+        mean_square = torch.linalg.vector_norm(feature, dim=(1, 2, 3), keepdim=True).square() / feature[0].numel()
+        return feature * (mean_square + eps).rsqrt()
     if norm == "channel":
         mean, var = feature.mean((2, 3), keepdim=True), feature.var((2, 3), keepdim=True, unbiased=False)
         return (feature - mean) / (var + eps).sqrt()
@@ -90,8 +83,8 @@ class AlignmentStage(nn.Module):
 
     Shapes:
         student ``(B, C_s, h, w)``, teacher ``(B, C_t, H', W')``, mask ``(B, latent, h', w')`` or ``(B, 1, h',
-        w')``, bool (:func:`draw_mask`: True takes the teacher's latent): both features are brought to the mask's
-        size (:func:`align_size`; the student by average pooling, the teacher bilinearly) → loss scalar.
+        w')`` (:func:`draw_mask`: 1 takes the teacher's latent, 0 the student's): both features are brought to the
+        mask's size (:func:`align_size`; the student by average pooling, the teacher bilinearly) → loss scalar.
     """
 
     def __init__(self, student_channels: int, teacher_channels: int, latent: int = 32,
@@ -115,8 +108,8 @@ class AlignmentStage(nn.Module):
         # the teacher's features grow as it trains; unnormalised, that growth, not the semantics, would set how
         # hard the ORM's features are pulled
         teacher = normalise_target(teacher, self.norm)
-        # eq. 11's I^M·t + (1 − I^M)·s with a binary mask: a choice per element, one pass instead of four
-        mixed = torch.where(mask, self.enc_t(teacher), self.enc_s(student))
+        # eq. 11's I^M·t + (1 − I^M)·s in one pass (and each gradient in one); exact for a mask of 0s and 1s
+        mixed = torch.lerp(self.enc_s(student), self.enc_t(teacher), mask)
         return F.mse_loss(self.dec(mixed), teacher)
 
 

@@ -83,7 +83,7 @@ class _CosineGram(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, slices: int, eps: float) -> Tensor:
-        norm_a, norm_b = _row_norms(a), _row_norms(b)
+        norm_a, norm_b = _row_norms(a, slices), _row_norms(b, slices)
         scale = norm_a.clamp_min(eps)[:, :, None] * norm_b.clamp_min(eps)[:, None, :]
         cos = channel_gram(a, b, slices) / scale
         ctx.save_for_backward(a, b, cos, norm_a, norm_b, scale)
@@ -107,10 +107,10 @@ class _CosineGram(torch.autograd.Function):
         return grad_a, grad_b, None, None
 
 
-def _row_norms(x: Tensor) -> Tensor:
+def _row_norms(x: Tensor, slices: int) -> Tensor:
     """The norm of each row of ``x`` ``(B, M, P)`` over its ``P`` pixels, in at least float32 → ``(B, M)``."""
-    if x.dtype.itemsize >= 4:  # vecdot reads strided rows at full speed; vector_norm does not on the CPU
-        return torch.linalg.vecdot(x, x).sqrt()
+    if x.dtype.itemsize >= 4:  # the diagonal of the rows' product: read in place, at the product's speed
+        return channel_gram(x, x, slices).diagonal(dim1=1, dim2=2).sqrt()
     return torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32)
 
 
@@ -119,44 +119,48 @@ def _strided_rows(x: Tensor) -> bool:
     return x.stride(1) == 1 and x.stride(2) != 1
 
 
-def _times(m: Tensor, x: Tensor, strided: bool, bias: Tensor | None = None) -> Tensor:
-    """``m @ x`` (``+ bias`` per row), ``(B, M, N) @ (B, N, P)`` → ``(B, M, P)``, with strided rows if
-    ``strided`` (:func:`_strided_rows`): then the product is made transposed."""
+def _times(m: Tensor, x: Tensor, strided: bool) -> Tensor:
+    """``m @ x``, ``(B, M, N) @ (B, N, P)`` → ``(B, M, P)``, with strided rows if ``strided``
+    (:func:`_strided_rows`): then the product is made transposed."""
     m = m.to(x.dtype)
-    if strided:
-        xt, mt = x.transpose(1, 2), m.transpose(1, 2)
-        return (xt @ mt if bias is None else torch.baddbmm(bias.to(x.dtype), xt, mt)).transpose(1, 2)
-    return m @ x if bias is None else torch.baddbmm(bias.to(x.dtype)[:, None], m, x)
+    return (x.transpose(1, 2) @ m.transpose(1, 2)).transpose(1, 2) if strided else m @ x
 
 
-def pixel_mix(mix: Tensor, x: Tensor, bias: Tensor, like: Tensor, slices: int = 1) -> Tensor:
-    """``bias + mix @ x`` at every pixel, in ``like``'s memory layout.
+def pixel_mix(residual: Tensor, mix: Tensor, x: Tensor, bias: Tensor, slices: int = 1) -> Tensor:
+    """``residual + bias + mix @ x`` at every pixel, in ``residual``'s memory layout.
 
-    The backward's product for ``mix`` is a :func:`channel_gram` over the pixels and runs sliced alike; ``x``'s
-    gradient comes in ``x``'s layout (autograd's would be contiguous, and a channels-last map's gradient would
-    then be copied back).
+    One pass writes ``residual + bias`` and the product adds into it. The backward's product for ``mix`` is a
+    :func:`channel_gram` over the pixels and runs sliced alike; ``x``'s gradient comes in ``x``'s layout
+    (autograd's would be contiguous, and a channels-last map's gradient would then be copied back).
 
     Shapes:
-        mix ``(B, D, C)``, x ``(B, C, P)``, bias ``(D,)``, like ``(B, D, P)`` → ``(B, D, P)``; ``slices``
+        residual ``(B, D, P)``, mix ``(B, D, C)``, x ``(B, C, P)``, bias ``(D,)`` → ``(B, D, P)``; ``slices``
         divides ``P``.
     """
-    return _PixelMix.apply(mix, x, bias, _strided_rows(like), slices)
+    return _PixelMix.apply(residual, mix, x, bias, slices)
 
 
 class _PixelMix(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, mix: Tensor, x: Tensor, bias: Tensor, strided: bool, slices: int) -> Tensor:
+    def forward(ctx, residual: Tensor, mix: Tensor, x: Tensor, bias: Tensor, slices: int) -> Tensor:
         ctx.save_for_backward(mix, x)
         ctx.slices = slices
-        return _times(mix, x, strided, bias)
+        dtype = torch.promote_types(residual.dtype, x.dtype)
+        out = residual.to(dtype) + bias.to(dtype)[:, None]
+        m, x = mix.to(dtype), x.to(dtype)
+        if _strided_rows(out):
+            out.transpose(1, 2).baddbmm_(x.transpose(1, 2), m.transpose(1, 2))
+        else:
+            out.baddbmm_(m, x)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         mix, x = ctx.saved_tensors
-        grad_mix = channel_gram(grad, x.to(grad.dtype), ctx.slices) if ctx.needs_input_grad[0] else None
-        grad_x = _times(mix.transpose(1, 2), grad, _strided_rows(x)) if ctx.needs_input_grad[1] else None
-        grad_bias = grad.sum((0, 2)) if ctx.needs_input_grad[2] else None
-        return grad_mix, grad_x, grad_bias, None, None
+        grad_mix = channel_gram(grad, x.to(grad.dtype), ctx.slices) if ctx.needs_input_grad[1] else None
+        grad_x = _times(mix.transpose(1, 2), grad, _strided_rows(x)) if ctx.needs_input_grad[2] else None
+        grad_bias = grad.sum((0, 2)) if ctx.needs_input_grad[3] else None
+        return grad, grad_mix, grad_x, grad_bias, None
 
 
 def _project(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -215,7 +219,7 @@ class PriorFusionBlock(nn.Module):
         # the output projection W is 1×1, so it folds into those weights: W·(attn·V) = (W·attn)·V, a (C × C)
         # product instead of a full-resolution convolution
         mix = self.out.weight.flatten(1) @ attn  # (B, C_out, C_k)
-        return feature + pixel_mix(mix, v, self.out.bias, feature.flatten(2), slices).view(b, c, h, w)
+        return pixel_mix(feature.flatten(2), mix, v, self.out.bias, slices).view(b, c, h, w)
 
 
 class SpatialPriorFusion(nn.Module):
