@@ -109,7 +109,9 @@ class AlignmentStage(nn.Module):
         # hard the ORM's features are pulled
         teacher = normalise_target(teacher, self.norm)
         # eq. 11's I^M·t + (1 − I^M)·s in one pass (and each gradient in one); exact for a mask of 0s and 1s
-        mixed = torch.lerp(self.enc_s(student), self.enc_t(teacher), mask)
+        latent_s, latent_t = self.enc_s(student), self.enc_t(teacher)
+        dtype = torch.promote_types(latent_s.dtype, latent_t.dtype)  # autocast may make either lower precision
+        mixed = torch.lerp(latent_s.to(dtype), latent_t.to(dtype), mask.to(dtype))
         return F.mse_loss(self.dec(mixed), teacher)
 
 
