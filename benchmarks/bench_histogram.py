@@ -8,6 +8,7 @@ comparison batch (time ratio, loss difference), then measures semkt's extra peak
     python benchmarks/bench_histogram.py                  # B=4 both methods; semkt's memory at B=4 and B=16
     python benchmarks/bench_histogram.py --only fast --memory-batches 16 32
     python benchmarks/bench_histogram.py --threads 1     # on a shared machine whose other cores are busy
+    python benchmarks/bench_histogram.py --chunks 4096 8192 16384 32768 --batch 2 --size 128 --regions 17
 """
 from __future__ import annotations
 
@@ -78,6 +79,27 @@ def measure(method: str, batch: int, size: int, regions: int, repeat: int) -> di
             "grad_abs_sum": float(student.grad.abs().sum())}
 
 
+def chunks(args: argparse.Namespace) -> None:
+    """semkt's loss at each chunk of ``args.chunks`` and at the default, on the same inputs, calls alternating."""
+    from semkt_plugin.strategies.skt.losses import histogram_loss
+
+    student, teacher, masks = inputs(args.batch, args.size, args.regions)
+    settings = [None, *args.chunks]
+    times: dict[int | None, list[float]] = {c: [] for c in settings}
+    for i in range(args.repeat + 1):  # the first round warms up
+        for chunk in settings:
+            student.grad = None
+            start = time.perf_counter()
+            histogram_loss(student, teacher, masks, chunk=chunk).backward()
+            if i:
+                times[chunk].append(time.perf_counter() - start)
+    print(f"histogram loss, forward+backward, B={args.batch}, {args.size}x{args.size}, {args.regions} hard regions, "
+          f"{torch.get_num_threads()} threads: median of {args.repeat} calls per chunk (pixels per image)")
+    for chunk in settings:
+        name = "default" if chunk is None else str(chunk)
+        print(f"  chunk {name:>8}: {statistics.median(times[chunk]) * 1000:7.1f} ms")
+
+
 def child(method: str, batch: int, args: argparse.Namespace) -> dict:
     repeat = args.repeat if method == "fast" else 1  # one naive call lasts seconds: timer noise is negligible
     out = subprocess.run([sys.executable, __file__, "--child", method, "--batch", str(batch), "--size",
@@ -98,11 +120,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="intra-op threads (default: torch's); 1 where other jobs hold the other cores")
     parser.add_argument("--only", choices=["fast"], help="skip the naive loop")
+    parser.add_argument("--chunks", type=int, nargs="+",
+                        help="only time semkt's loss at these chunks (pixels per image) beside the default")
     parser.add_argument("--child", choices=["fast", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(measure(args.child, args.batch, args.size, args.regions, args.repeat)))
+        return
+    if args.chunks:
+        chunks(args)
         return
     print(f"histogram loss, forward+backward, {args.size}x{args.size}, {args.regions} hard regions, 256 bins, "
           f"{torch.get_num_threads()} threads; semkt: median of {args.repeat} calls (first call in brackets)")

@@ -85,7 +85,8 @@ class SKTConfig(Settings):
         hist_slope: slope of the sigmoid kernel.
         hist_bandwidth: Gaussian bandwidth in ``[0, 1]`` units (``None``: one bin width).
         hist_chunk: pixels per image handled at a time (bounds its memory, not its result); ``None``: 4096 on
-            the CPU, 65536 on a GPU, where each chunk costs a few kernel launches whatever its size.
+            the CPU (at least ``16384 / B``), 65536 on a GPU, where each chunk costs a few kernel launches
+            whatever its size.
         color_background: add the region no SKB map covers (``1 − max_n p_m^n``), so background pixels count.
 
     SKAM (L_feat):
