@@ -1,9 +1,11 @@
 """Where a semkt training step spends its time: ``torch.profiler`` over a few steps of the example AHDR + semkt.
 
-Prints the operators with the most device time (CUDA time on a GPU, CPU time otherwise), and the forward time of
+Prints the operators with the most device time (CUDA time on a GPU, CPU time otherwise), the forward time of
 each of semkt's parts (the SKB, the teacher, SKAM, the histogram loss, the SKB's region maps), marked with
-``record_function`` from forward hooks. Same set-up as ``bench_step.py``'s full rung (every term from the first
-step, the offline stand-in SKB, ``perceptual="skb"``).
+``record_function`` from forward hooks, and the host's self time of each part's operators, forward and backward,
+convolutions apart from the rest (a backward operator belongs to the part whose forward operator made its node;
+the profiler's own cost inflates small operators). Same set-up as ``bench_step.py``'s full rung (every term from
+the first step, the offline stand-in SKB, ``perceptual="skb"``).
 
     python benchmarks/profile_step.py --setup 64:256:8 --config '{"teacher_stride": 2}'
 """
@@ -101,6 +103,40 @@ def main() -> None:
     for name, (device, host) in parts.items():
         print(f"  {name:<18} {device / 1000 / args.steps:8.1f} ms  (host {host / 1000 / args.steps:.1f} ms)")
     print(events.table(sort_by=key, row_limit=args.rows, max_name_column_width=60))
+    print("host self time per step by part (convolutions / the rest), forward and backward:")
+    for part, (forward, backward) in self_time_by_part(prof.events()).items():
+        print(f"  {part:<18} forward {forward[0] / 1000 / args.steps:6.1f} / {forward[1] / 1000 / args.steps:5.1f} ms"
+              f"   backward {backward[0] / 1000 / args.steps:6.1f} / {backward[1] / 1000 / args.steps:5.1f} ms")
+
+
+def self_time_by_part(events) -> dict[str, list[list[float]]]:
+    """``{part: [[forward conv, forward other], [backward conv, backward other]]}``, self CPU µs, parts being the
+    marks above (``optimiser`` and unmarked host work in ``other``)."""
+    def mark(e) -> str:
+        while e is not None and not e.name.startswith(("semkt.", "orm.", "backward")):
+            e = e.cpu_parent
+        return "other" if e is None else e.name
+
+    def node(e):  # the autograd node a backward operator runs in
+        while e is not None and not e.name.startswith("autograd::engine::evaluate_function"):
+            e = e.cpu_parent
+        return e
+
+    made = {}  # autograd sequence number → the part whose forward operator made the node
+    for e in events:
+        if e.sequence_nr >= 0 and mark(e) != "backward":
+            made.setdefault(e.sequence_nr, mark(e))
+    times: dict[str, list[list[float]]] = {}
+    for e in events:
+        if e.name.startswith(("semkt.", "orm.", "backward", "autograd::engine")):
+            continue
+        part, direction = mark(e), 0
+        if part == "backward":
+            n = node(e)
+            part, direction = (made.get(n.sequence_nr, "other") if n is not None else "other"), 1
+        times.setdefault(part, [[0.0, 0.0], [0.0, 0.0]])[direction]["convolution" not in e.name] += (
+            e.self_cpu_time_total)
+    return dict(sorted(times.items()))
 
 
 if __name__ == "__main__":
