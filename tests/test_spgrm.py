@@ -7,15 +7,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from semkt_plugin.strategies.skt.teacher import (
-    SPGRM,
-    LayerNorm2d,
-    PriorFusionBlock,
-    channel_gram,
-    cosine_gram,
-    pixel_mix,
-    split_k,
-)
+from semkt_plugin.strategies.skt.pixel_products import channel_gram, cosine_gram, pixel_mix, split_k
+from semkt_plugin.strategies.skt.teacher import SPGRM, LayerNorm2d, PriorFusionBlock
 
 PRIOR_CHANNELS = (8, 12, 16, 20)
 PRIOR_STRIDES = (4, 8, 16, 32)
