@@ -22,6 +22,12 @@ than the ORM's plus this floor; the line gives the ratio such a rewrite could at
 ``--variant`` measures other settings side by side, such as the CUDA graphs a GPU can replay the plugin's parts
 from (``--variant 'graphs={"cuda_graphs": true}'``; off by default).
 
+Operators: how many operators the forward and backward of one step of the ORM and of ORM + semkt dispatch, views
+and allocations aside (a ``TorchDispatchMode`` that counts them; the optimiser's update is left out, its count
+depends on the optimiser). Each launches at least one kernel from the host on a GPU, where a step
+that launches many small ones is bound by the host, not by the GPU; the count has no noise, so it shows a change
+in launches on any machine (CUDA graph replays launch their parts without dispatching them).
+
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
 reports the peak above what it held before the first step.
@@ -51,6 +57,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from semkt_plugin import wrap
 from semkt_plugin.skb import STANDIN, load_skb
@@ -281,6 +288,33 @@ class ConvFloor:
         return seconds
 
 
+class OperatorCount(TorchDispatchMode):
+    """Counts the operators dispatched inside it, views and allocations aside: the kernels a GPU launches."""
+
+    FREE = {"empty", "empty_strided", "new_empty", "new_empty_strided", "lift_fresh"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket.__name__ not in self.FREE:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operators(model, frames, gt, skt=None) -> int:
+    """Operators one training step's forward and backward dispatch (:class:`OperatorCount`); the optimiser's
+    update aside (its count depends on the optimiser: one per tensor, or a few for all of them)."""
+    with OperatorCount() as counted:
+        out = model(*frames)
+        (F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)).backward()
+    model.zero_grad(set_to_none=True)
+    if skt is not None:
+        skt.zero_grad(set_to_none=True)
+    return counted.count
+
+
 def graphs_of(skt) -> list:
     """The plugin's CUDA-graphed parts (:class:`semkt_plugin.cuda_graphs.CudaGraphed`)."""
     parts = [g for g in skt.graphed.values() if g is not None]
@@ -382,6 +416,9 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
           + ", ".join(f"{name} {t * 1000:.0f}" for name, t in fastest.items())
           + f"; {least / added * 100:.0f} % of what it adds): a rewrite that keeps the computation reaches at best "
           f"{(orm + least) / orm:.2f}x")
+    ops = {rung: operators(rungs[rung][0], frames, gt, rungs[rung][1]) for rung in ("ORM", "+ SKAM")}
+    print(f"  operators a step's forward and backward dispatch (views aside; each launches kernels on a GPU): ORM "
+          f"{ops['ORM']}, ORM + semkt {ops['+ SKAM']} (semkt adds {ops['+ SKAM'] - ops['ORM']})")
     print(f"  peak memory of a step: ORM {peaks['ORM']:.0f} MB, ORM + semkt {peaks['+ SKAM']:.0f} MB "
           f"({peaks['+ SKAM'] / max(peaks['ORM'], 1):.2f}x); inference cost added: 0 (unwrap() leaves the ORM alone)")
 
