@@ -24,9 +24,9 @@ from (``--variant 'graphs={"cuda_graphs": true}'``; off by default).
 
 Operators: how many operators the forward and backward of one step of the ORM and of ORM + semkt dispatch, views
 and allocations aside (a ``TorchDispatchMode`` that counts them; the optimiser's update is left out, its count
-depends on the optimiser). Each launches at least one kernel from the host on a GPU, where a step
-that launches many small ones is bound by the host, not by the GPU; the count has no noise, so it shows a change
-in launches on any machine (CUDA graph replays launch their parts without dispatching them).
+depends on the optimiser). Each launches at least one kernel from the host on a GPU, where a step that launches
+many small ones is bound by the host, not by the GPU; the count has no noise, so it shows a change in launches on
+any machine (CUDA graph replays launch their parts without dispatching them).
 
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
