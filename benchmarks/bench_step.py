@@ -304,14 +304,15 @@ class OperatorCount(TorchDispatchMode):
 
 
 def operators(model, frames, gt, skt=None) -> int:
-    """Operators one training step's forward and backward dispatch (:class:`OperatorCount`); the optimiser's
-    update aside (its count depends on the optimiser: one per tensor, or a few for all of them)."""
+    """Operators one training step's forward and backward dispatch (:class:`OperatorCount`), the gradients set to
+    ``None`` before, as a training loop's ``zero_grad()`` leaves them; the optimiser's update aside (its count
+    depends on the optimiser: one per tensor, or a few for all of them)."""
+    modules = [model] if skt is None else [model, skt]
+    for module in modules:
+        module.zero_grad(set_to_none=True)
     with OperatorCount() as counted:
         out = model(*frames)
         (F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)).backward()
-    model.zero_grad(set_to_none=True)
-    if skt is not None:
-        skt.zero_grad(set_to_none=True)
     return counted.count
 
 
