@@ -4,8 +4,8 @@
 # settings side by side: eager, CUDA graphs, frozen networks in bfloat16, the slim teacher), a short paired verdict
 # (VERDICT_CONFIG: semkt settings as JSON, default CUDA graphs) and the probe at the upstream width,
 # their seeds as parallel processes. Everything goes to one report, REPORT (default: $OUT/report.md, else
-# ./device_report.md), and each part's full output beside it. PARTS picks parts (default: all of
-# "tests bench variants verdict probe").
+# ./device_check/report.md, a git-ignored folder), and each part's full output beside it. PARTS picks parts
+# (default: all of "tests bench variants verdict probe").
 #
 #   COMMIT=$(git rev-parse --short HEAD) bash scripts/device_check.sh   # from the repository root (COMMIT: where
 #                                                # the copy has no .git of its own)
@@ -15,8 +15,9 @@
 # /tmp/site first (WHEELS=DIR to take them from elsewhere).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUTDIR=${OUT:-$PWD}
-REPORT=${REPORT:-$OUTDIR/$([ -n "${OUT:-}" ] && echo report.md || echo device_report.md)}
+REPORT=${REPORT:-${OUT:-$PWD/device_check}/report.md}
+OUTDIR=$(dirname "$REPORT")  # the parts' outputs go beside the report
+mkdir -p "$OUTDIR" || exit 1
 STEPS=${STEPS:-500}      # verdict and probe steps
 SEEDS=${SEEDS:-4}        # verdict seeds, in parallel
 PROBE_SEEDS=${PROBE_SEEDS:-2}
