@@ -97,12 +97,17 @@ def timed_step(opt, compute_loss, cuda: bool) -> float:
     return time.perf_counter() - start
 
 
+def training_loss(model, frames, gt, skt=None) -> torch.Tensor:
+    """The model's L1 on a batch, plus semkt's term if ``skt``."""
+    out = model(*frames)
+    return F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
+
+
 def step(model, opt, frames, gt, skt=None, dtype: torch.dtype | None = None) -> float:
     """Seconds of one training step; ``skt`` adds semkt's term, ``dtype`` runs the forward under autocast."""
     def compute_loss():
         with torch.autocast(gt.device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(*frames)
-            return F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)
+            return training_loss(model, frames, gt, skt)
 
     return timed_step(opt, compute_loss, gt.is_cuda)
 
@@ -311,8 +316,7 @@ def operators(model, frames, gt, skt=None) -> int:
     for module in modules:
         module.zero_grad(set_to_none=True)
     with OperatorCount() as counted:
-        out = model(*frames)
-        (F.l1_loss(out, gt) + (skt.loss(out, gt) if skt is not None else 0)).backward()
+        training_loss(model, frames, gt, skt).backward()
     return counted.count
 
 

@@ -111,7 +111,7 @@ def main() -> None:
 
 def self_time_by_part(events) -> dict[str, list[list[float]]]:
     """``{part: [[forward conv, forward other], [backward conv, backward other]]}``, self CPU µs, parts being the
-    marks above (``optimiser`` and unmarked host work in ``other``)."""
+    marks above; unmarked host work (the optimiser's update, the loss terms' own operators) is ``other``."""
     def mark(e) -> str:
         while e is not None and not e.name.startswith(("semkt.", "orm.", "backward")):
             e = e.cpu_parent
@@ -122,15 +122,16 @@ def self_time_by_part(events) -> dict[str, list[list[float]]]:
             e = e.cpu_parent
         return e
 
+    marks = [mark(e) for e in events]
     made = {}  # autograd sequence number → the part whose forward operator made the node
-    for e in events:
-        if e.sequence_nr >= 0 and mark(e) != "backward":
-            made.setdefault(e.sequence_nr, mark(e))
+    for e, part in zip(events, marks):
+        if e.sequence_nr >= 0 and part != "backward":
+            made.setdefault(e.sequence_nr, part)
     times: dict[str, list[list[float]]] = {}
-    for e in events:
+    for e, part in zip(events, marks):
         if e.name.startswith(("semkt.", "orm.", "backward", "autograd::engine")):
             continue
-        part, direction = mark(e), 0
+        direction = 0
         if part == "backward":
             n = node(e)
             part, direction = (made.get(n.sequence_nr, "other") if n is not None else "other"), 1
