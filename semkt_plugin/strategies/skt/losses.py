@@ -320,7 +320,8 @@ def _histograms(image: Tensor, target: Tensor | None, regions: Tensor, bins: int
         )
     plan = _plan(bins, kernel, float(slope), bandwidth)
     if chunk is None:
-        # a chunk has a fixed cost in operators; on the CPU one of about 16384 region–pixel pairs runs fastest
+        # a chunk has a fixed cost in operators: on the CPU a small batch takes more pixels per image, so that
+        # a chunk holds at least 16384 region–pixel pairs (fastest there, docs/benchmarks.md)
         chunk = 65536 if image.is_cuda else max(4096, 16384 // image.shape[0])
     with torch.autocast(image.device.type, enabled=False):
         # values past the bins count in the end bins, and get no gradient there
