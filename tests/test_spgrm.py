@@ -1,6 +1,7 @@
 """SPGRM, the teacher: its fast forms (channels-last on the CPU, one masked product for all attention heads, the
-output projection folded into the attention weights) against the plain computation they replace, its parameter
-names, and the strided (slim) teacher's shapes and identity at initialisation."""
+output projection folded into the attention weights, the norms' scale and shift folded into the projections after
+them) against the plain computation they replace, its parameter names, and the strided (slim) teacher's shapes and
+identity at initialisation."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -72,6 +73,25 @@ def test_layer_norm_2d_normalises_channels_at_every_pixel(layout):
     theirs = grads((expected * upstream).sum(), [expected_x, *norm.parameters()])
     for a, b in zip(ours, theirs):
         assert_near(a, b, 1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_layer_norm_2d_project_folds_the_norms_affine_into_the_convolution(layout):
+    """``project(x, conv)`` is ``conv(norm(x))`` to rounding, with the same gradients for the input, the norm's
+    scale and shift and the convolution's weights, and the input's gradient in the input's layout."""
+    g = torch.Generator().manual_seed(0)
+    norm, conv = LayerNorm2d(6), torch.nn.Conv2d(6, 10, 1)
+    for p in (*norm.parameters(), *conv.parameters()):
+        torch.nn.init.normal_(p, generator=g)
+    x = (torch.randn(2, 6, 5, 7, generator=g) * 3 + 1).contiguous(memory_format=layout).requires_grad_()
+    out, expected = norm.project(x, conv), conv(reference_layer_norm(norm, x))
+    assert_near(out, expected, 1e-6)
+    upstream = torch.randn(out.shape, generator=g)
+    inputs = [x, *norm.parameters(), *conv.parameters()]
+    ours = grads((out * upstream).sum(), inputs)
+    for a, b in zip(ours, grads((expected * upstream).sum(), inputs)):
+        assert_near(a, b, 1e-5)
+    assert ours[0].is_contiguous(memory_format=layout)
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4])

@@ -14,7 +14,10 @@ and the tail unfolds a residual back to full resolution (pixel shuffle).
 The trunk keeps the caller's memory layout. Inside the Prior Fusion Blocks the maps are channels-last where that
 saves copies: LayerNorm2d returns a channels-last view, so the projections after it run in that layout (the CPU's
 depth-wise convolutions are faster in it; docs/training.md); the prior is made channels-last while it is
-small, so its upsampled map needs no copy for its LayerNorm; the attention reads q, k, v in place.
+small, so its upsampled map needs no copy for its LayerNorm; the feature's map is copied into that layout for its
+norm, and its gradient copied back, so that it adds to the residual's gradient in one layout; each norm's scale and
+shift are folded into the 1×1 projection after it (:meth:`LayerNorm2d.project`); the attention reads q, k, v in
+place.
 """
 from __future__ import annotations
 
@@ -23,24 +26,41 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from ...validation import check
+from .channels_last import to_channels_last
 from .pixel_products import cosine_gram, pixel_mix, split_k
 
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over channels at every pixel of a ``(B, C, H, W)`` map.
 
-    The result is a channels-last view of the normalised ``(B, H, W, C)`` map; on a channels-last input the
-    permute in is a view too, so nothing is copied.
+    The map is normalised as channels-last rows (:func:`.channels_last.to_channels_last`: a map in the default
+    layout is copied once, its gradient handed back in that layout), and the result is a channels-last view of the
+    normalised ``(B, H, W, C)`` map.
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(channels)
 
+    def _rows(self, x: Tensor, affine: bool) -> Tensor:
+        n = self.norm
+        weight, bias = (n.weight, n.bias) if affine else (None, None)
+        return F.layer_norm(to_channels_last(x).permute(0, 2, 3, 1), n.normalized_shape, weight, bias, n.eps)
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self._rows(x, affine=True).permute(0, 3, 1, 2)
+
+    def project(self, x: Tensor, conv: nn.Conv2d) -> Tensor:
+        """``conv(self(x))`` for a 1×1 ``conv`` with a bias, the norm's scale and shift folded into the
+        convolution's weight and bias: the same map up to rounding, and the norm's backward has no weight gradients
+        to compute (they come through the fold). ``conv`` is called with the folded weights, so its hooks see it."""
+        n = self.norm
+        folded = {"weight": conv.weight * n.weight.view(1, -1, 1, 1),
+                  "bias": torch.addmv(conv.bias, conv.weight.flatten(1), n.bias)}
+        return functional_call(conv, folded, (self._rows(x, affine=False).permute(0, 3, 1, 2),))
 
 
 def _project(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -82,8 +102,8 @@ class PriorFusionBlock(nn.Module):
         slices = split_k(h * w) if sliced else 1
         prior = F.interpolate(prior.contiguous(memory_format=torch.channels_last), size=(h, w), mode="bilinear",
                               align_corners=False)
-        q = self.q(self.norm_p(prior)).flatten(2)  # (B, C, HW), a view in either memory layout
-        k, v = (t.flatten(2) for t in self.kv(self.norm_f(feature)).chunk(2, dim=1))
+        q = self.q[1](self.norm_p.project(prior, self.q[0])).flatten(2)  # (B, C, HW), a view in either layout
+        k, v = (t.flatten(2) for t in self.kv[1](self.norm_f.project(feature, self.kv[0])).chunk(2, dim=1))
         # cosine similarity keeps the softmax scale sane; dividing the (C × C) products by the norms gives what
         # F.normalize on q and k would, without two more (C, HW) maps to write and differentiate
         gamma = self.gamma.view(self.heads, 1).expand(self.heads, c // self.heads).reshape(c, 1)  # per row
