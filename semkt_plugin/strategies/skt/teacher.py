@@ -14,10 +14,8 @@ and the tail unfolds a residual back to full resolution (pixel shuffle).
 The trunk keeps the caller's memory layout. Inside the Prior Fusion Blocks the maps are channels-last where that
 saves copies: LayerNorm2d returns a channels-last view, so the projections after it run in that layout (the CPU's
 depth-wise convolutions are faster in it; docs/training.md); the prior is made channels-last while it is
-small, so its upsampled map needs no copy for its LayerNorm; the feature's map is copied into that layout for its
-norm, and its gradient copied back, so that it adds to the residual's gradient in one layout; each norm's scale and
-shift are folded into the 1×1 projection after it (:meth:`LayerNorm2d.project`); the attention reads q, k, v in
-place.
+small, so its upsampled map needs no copy for its LayerNorm; each norm's scale and shift are folded into the 1×1
+projection after it (:meth:`LayerNorm2d.project`); the attention reads q, k, v in place.
 """
 from __future__ import annotations
 
@@ -29,16 +27,14 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ...validation import check
-from .channels_last import to_channels_last
 from .pixel_products import cosine_gram, pixel_mix, split_k
 
 
 class LayerNorm2d(nn.Module):
     """LayerNorm over channels at every pixel of a ``(B, C, H, W)`` map.
 
-    The map is normalised as channels-last rows (:func:`.channels_last.to_channels_last`: a map in the default
-    layout is copied once, its gradient handed back in that layout), and the result is a channels-last view of the
-    normalised ``(B, H, W, C)`` map.
+    The result is a channels-last view of the normalised ``(B, H, W, C)`` map; on a channels-last input the
+    permute in is a view too, so nothing is copied.
     """
 
     def __init__(self, channels: int) -> None:
@@ -48,7 +44,7 @@ class LayerNorm2d(nn.Module):
     def _rows(self, x: Tensor, affine: bool) -> Tensor:
         n = self.norm
         weight, bias = (n.weight, n.bias) if affine else (None, None)
-        return F.layer_norm(to_channels_last(x).permute(0, 2, 3, 1), n.normalized_shape, weight, bias, n.eps)
+        return F.layer_norm(x.permute(0, 2, 3, 1), n.normalized_shape, weight, bias, n.eps)
 
     def forward(self, x: Tensor) -> Tensor:
         return self._rows(x, affine=True).permute(0, 3, 1, 2)
