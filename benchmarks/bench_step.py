@@ -28,6 +28,11 @@ depends on the optimiser). Each launches at least one kernel from the host on a 
 many small ones is bound by the host, not by the GPU; the count has no noise, so it shows a change in launches on
 any machine (CUDA graph replays launch their parts without dispatching them).
 
+Page faults (CPU): the median of each rung's minor page faults a step. glibc's allocator gives the top of its heap
+back to the system once enough of it is free, and the next step that grows the heap again has each page zeroed by
+the system on first touch: time that is neither semkt's computation nor the ORM's, and that depends on the
+allocator's settings (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``, or another allocator preloaded).
+
 Peak memory: on CUDA ``max_memory_allocated`` of a step above what was allocated before it; on CPU the ORM and
 ORM + semkt each run a few steps in a fresh subprocess that samples its resident memory every millisecond and
 reports the peak above what it held before the first step.
@@ -48,6 +53,8 @@ import copy
 import importlib.util
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -173,27 +180,32 @@ def run_strategies(feat: int, size: int, batch: int, steps: int, device: torch.d
         print(f"  {row:<16} {t * 1000:7.0f} ms  {t / best['ORM']:5.2f}x the ORM's step")
 
 
-def side_by_side(rows: dict, frames, gt, steps: int, between=None) -> tuple[dict[str, float], dict[str, float]]:
+def side_by_side(rows: dict, frames, gt, steps: int, between=None
+                 ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Each row's fastest of ``steps`` training steps, after one untimed step (it warms up allocators, thread pools
     and captures), the rows' steps alternating so that load on the machine hits all alike; on CUDA also each
-    row's peak memory in MB above what was allocated before its step (``{}`` elsewhere). ``between()`` runs before
-    each timed round."""
+    row's peak memory in MB above what was allocated before its step (``{}`` elsewhere), on the CPU the median
+    of each row's minor page faults a step (``{}`` elsewhere). ``between()`` runs before each timed round."""
     times: dict[str, list[float]] = {row: [] for row in rows}
+    faults: dict[str, list[int]] = {row: [] for row in rows}
     peaks: dict[str, float] = {}
+    cuda = gt.is_cuda
     for i in range(steps + 1):
         if i and between is not None:
             between()
         for row, (model, skt, opt) in rows.items():
-            cuda = gt.is_cuda
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
                 held = torch.cuda.memory_allocated()
+            faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t = step(model, opt, frames, gt, skt)
             if cuda:
                 peaks[row] = max(peaks.get(row, 0.0), (torch.cuda.max_memory_allocated() - held) / 2**20)
             if i:
                 times[row].append(t)
-    return {row: min(v) for row, v in times.items()}, peaks
+                faults[row].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faulted)
+    paged = {} if cuda else {row: statistics.median(v) for row, v in faults.items()}
+    return {row: min(v) for row, v in times.items()}, peaks, paged
 
 
 def run_variants(feat: int, size: int, batch: int, steps: int, config: dict, device: torch.device, skb,
@@ -204,7 +216,7 @@ def run_variants(feat: int, size: int, batch: int, steps: int, config: dict, dev
             "+ semkt": build("+ SKAM", feat, skb, config, device),
             **{f"+ semkt, {name}": build("+ SKAM", feat, skb, {**config, **changes}, device)
                for name, changes in variants.items()}}
-    best, peaks = side_by_side(rows, frames, gt, steps)
+    best, peaks, _ = side_by_side(rows, frames, gt, steps)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\nvariants: AHDR nFeat={feat}, batch {batch}, {size}x{size}, {where}, fastest of {steps} steps"
           + (f"; config {json.dumps(config)}" if config else ""))
@@ -395,7 +407,7 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
     # recorded from a step of the full rung itself: one more untimed step for it, and no fifth plugin to build
     floor = ConvFloor(skt, lambda: step(model, opt, frames, gt, skt))
     floors: list[dict[str, float]] = []
-    med, peaks = side_by_side(rungs, frames, gt, steps, between=lambda: floors.append(floor.step()))
+    med, peaks, paged = side_by_side(rungs, frames, gt, steps, between=lambda: floors.append(floor.step()))
     if device.type != "cuda":
         peaks = {rung: cpu_peak(rung, feat, size, batch, config) for rung in ("ORM", "+ SKAM")}
     orm, full = med["ORM"], med["+ SKAM"]
@@ -424,6 +436,9 @@ def run_setup(feat: int, size: int, batch: int, steps: int, config: dict, device
     ops = {rung: operators(rungs[rung][0], frames, gt, rungs[rung][1]) for rung in ("ORM", "+ SKAM")}
     print(f"  operators a step's forward and backward dispatch (views aside; each launches kernels on a GPU): ORM "
           f"{ops['ORM']}, ORM + semkt {ops['+ SKAM']} (semkt adds {ops['+ SKAM'] - ops['ORM']})")
+    if paged:
+        print(f"  minor page faults a step (memory the allocator gave back to the system and takes again, zeroed "
+              f"on first touch; median): ORM {paged['ORM']:.0f}, ORM + semkt {paged['+ SKAM']:.0f}")
     print(f"  peak memory of a step: ORM {peaks['ORM']:.0f} MB, ORM + semkt {peaks['+ SKAM']:.0f} MB "
           f"({peaks['+ SKAM'] / max(peaks['ORM'], 1):.2f}x); inference cost added: 0 (unwrap() leaves the ORM alone)")
 
