@@ -24,10 +24,8 @@ import types
 from collections import defaultdict
 
 import torch
-from bench_step import OFFLINE, ROOT, data, load_ahdr, the_skb, training_loss
+from bench_step import ROOT, build, data, step, the_skb
 from torch.utils._python_dispatch import TorchDispatchMode
-
-from semkt_plugin import wrap
 
 
 class OperatorTimes(TorchDispatchMode):
@@ -82,19 +80,9 @@ def main() -> None:
     args = parser.parse_args()
     feat, size, batch = (int(v) for v in args.setup.split(":"))
     device = torch.device("cpu")
-    torch.manual_seed(0)
-    model = load_ahdr(feat)
-    skt = wrap(model, "ahdr", skb=the_skb(device), **OFFLINE)
-    opt = torch.optim.Adam([*model.parameters(), *skt.parameters()], 1e-4)
+    model, skt, opt = build("+ SKAM", feat, the_skb(device), {}, device)
     frames, gt = data(batch, size, device)
     versions = sides(args.swap, args.rev)
-
-    def step() -> None:
-        loss = training_loss(model, frames, gt, skt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     wall: dict[str, list[float]] = {side: [] for side in versions}
     other: dict[str, list[float]] = {side: [] for side in versions}
     fastest: dict[str, dict[str, float]] = {side: {} for side in versions}
@@ -102,13 +90,12 @@ def main() -> None:
         for side, values in versions.items():
             for owner, attribute, value in values:
                 setattr(owner, attribute, value)
-            start = time.perf_counter()
-            step()
+            seconds = step(model, opt, frames, gt, skt)
             if not i:
                 continue  # warm-up
-            wall[side].append(time.perf_counter() - start)
+            wall[side].append(seconds)
             with OperatorTimes() as timed:
-                step()
+                step(model, opt, frames, gt, skt)
             other[side].append(sum(s for op, s in timed.seconds.items() if "convolution" not in op))
             for op, s in timed.seconds.items():
                 fastest[side][op] = min(fastest[side].get(op, float("inf")), s)
