@@ -235,7 +235,7 @@ class ConvFloor:
     where the step's graph reached the layer, backward into the input and the trainable weights it had. The
     backward returns those gradients (``torch.autograd.grad``) from an output gradient made once: adding them to
     ``.grad`` from the replay before, or filling a fresh output gradient each time, would time element-wise work
-    (about 20 ms of a 270 ms floor on the 2-core CPU at nFeat 16) as if it were the convolutions'.
+    as if it were the convolutions' (docs/benchmarks.md, "The floor corrected").
     """
 
     parts = {"teacher": "teacher", "SKAM": "skam", "SKB": "skb"}  # printed name: the plugin's attribute
