@@ -231,11 +231,12 @@ class ConvFloor:
     """The convolutions of one semkt step, recorded by forward hooks and replayed alone (see the module docstring).
 
     Each call keeps its own copy of the layer (so the replay's gradients reach no trained weight), an input of the
-    recorded shape, and whether grad mode was on and the input required a gradient: the replay runs forward and,
-    where the step's graph reached the layer, backward into the input and the trainable weights it had. The
-    backward returns those gradients (``torch.autograd.grad``) from an output gradient made once: adding them to
-    ``.grad`` from the replay before, or filling a fresh output gradient each time, would time element-wise work
-    as if it were the convolutions' (docs/benchmarks.md, "The floor corrected").
+    recorded shape and memory layout (a convolution runs at another speed in another layout), and whether grad mode
+    was on and the input required a gradient: the replay runs forward and, where the step's graph reached the
+    layer, backward into the input and the trainable weights it had. The backward returns those gradients
+    (``torch.autograd.grad``) from an output gradient made once: adding them to ``.grad`` from the replay before, or
+    filling a fresh output gradient each time, would time element-wise work as if it were the convolutions'
+    (docs/benchmarks.md, "The floor corrected").
     """
 
     parts = {"teacher": "teacher", "SKAM": "skam", "SKB": "skb"}  # printed name: the plugin's attribute
@@ -249,8 +250,8 @@ class ConvFloor:
                 if isinstance(m, torch.nn.Conv2d):
                     handles.append(m.register_forward_hook(
                         lambda conv, inputs, output, calls=recorded[name]: calls.append(
-                            (conv, inputs[0].shape, torch.is_grad_enabled(), inputs[0].requires_grad,
-                             output.requires_grad))))
+                            (conv, inputs[0].shape, inputs[0].stride(), torch.is_grad_enabled(),
+                             inputs[0].requires_grad, output.requires_grad))))
         graphed = graphs_of(skt)
         enabled = [g.enabled for g in graphed]
         for g in graphed:  # a capture runs each layer several times: record the eager step
@@ -266,11 +267,11 @@ class ConvFloor:
         self.calls: dict[str, list] = {}
         for name, calls in recorded.items():
             self.calls[name] = []
-            for conv, shape, grad, needs_input, graph in calls:
+            for conv, shape, stride, grad, needs_input, graph in calls:
                 if id(conv) not in copies:
                     copies[id(conv)] = copy.deepcopy(conv)
                 layer = copies[id(conv)]
-                x = torch.randn(shape, device=conv.weight.device).requires_grad_(needs_input)
+                x = torch.empty_strided(shape, stride, device=conv.weight.device).normal_().requires_grad_(needs_input)
                 wrt = [t for t in (x, *layer.parameters()) if t.requires_grad] if graph else []
                 with torch.no_grad():
                     dy = torch.ones_like(layer(x)) if graph else None
