@@ -37,6 +37,11 @@ def train_steps(model, skt, opt, data) -> list[dict[str, float]]:
     return records
 
 
+def grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The gradients of ``loss`` with respect to each of ``tensors``, leaving their ``.grad`` alone."""
+    return list(torch.autograd.grad(loss, tensors))
+
+
 def train_alone(model, data, loss_fn, lr: float = 1e-3) -> None:
     """Train ``model`` on its own loss, one Adam step per ``(*inputs, target)`` of ``data``: the trajectory a probe
     must leave the model on."""

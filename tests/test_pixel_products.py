@@ -3,13 +3,10 @@ backwards against autograd's (float64), in both memory layouts the block makes."
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import grads
 from torch import Tensor
 
 from semkt_plugin.strategies.skt.pixel_products import channel_gram, cosine_gram, pixel_mix, split_k
-
-
-def grads(loss: Tensor, tensors: list[Tensor]) -> list[Tensor]:
-    return list(torch.autograd.grad(loss, tensors))
 
 
 def test_split_k_slices_evenly():

@@ -5,6 +5,7 @@ identity at initialisation."""
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import grads
 from einops import rearrange
 from torch import Tensor
 
@@ -51,10 +52,6 @@ def assert_near(actual: Tensor, expected: Tensor, tol: float = 1e-4) -> None:
     assert actual.shape == expected.shape
     scale = expected.abs().max().clamp_min(1e-12)
     assert (actual - expected).abs().max() <= tol * scale
-
-
-def grads(loss: Tensor, tensors: list[Tensor]) -> list[Tensor]:
-    return list(torch.autograd.grad(loss, tensors))
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
