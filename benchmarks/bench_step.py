@@ -13,9 +13,9 @@ printed: other work on the machine only ever adds time (medians of a few steps s
 machine, minima by a few per cent).
 
 The floor: every convolution semkt's step runs (teacher, SKAM, the frozen SKB's passes), recorded from one step of
-the full rung (run eagerly) and replayed alone on inputs of the same shapes: forward, and backward wherever the
-step's graph had one (weight gradients only for trainable weights), each part's fastest replay; on a GPU each
-part's replay is one CUDA graph, so that the floor holds the GPU's time and no launch overhead. With the
+the full rung (run eagerly) and replayed alone on inputs of the same shapes and layouts: forward, and backward
+wherever the step's graph had one (weight gradients only for trainable weights), each part's fastest replay; on a
+GPU each part's replay is one CUDA graph, so that the floor holds the GPU's time and no launch overhead. With the
 convolution kernels PyTorch has on the machine, no rewrite that keeps semkt's computation makes its step cheaper
 than the ORM's plus this floor; the line gives the ratio such a rewrite could at best reach.
 
