@@ -5,7 +5,8 @@
 # (VERDICT_CONFIG: semkt settings as JSON, default CUDA graphs) and the probe at the upstream width,
 # their seeds as parallel processes. Everything goes to one report, REPORT (default: $OUT/report.md, else
 # ./device_check/report.md, a git-ignored folder), and each part's full output beside it. PARTS picks parts
-# (default: all of "tests bench variants verdict probe").
+# (default: all of "tests bench variants verdict probe"; "compile", torch.compile of the teacher and of the
+# histogram loss against eager, runs only when named: about 2 minutes more).
 #
 #   COMMIT=$(git rev-parse --short HEAD) bash scripts/device_check.sh   # from the repository root (COMMIT: where
 #                                                # the copy has no .git of its own)
@@ -24,6 +25,7 @@ PROBE_SEEDS=${PROBE_SEEDS:-2}
 UPSTREAM=${UPSTREAM:-'--nFeat 64 --growthRate 32 --nDenselayer 6 --crop 128 --batchsize 8'}
 PROBE=${PROBE:-'--crop 128 --batchsize 8 --kwargs {"nFeat":64,"growthRate":32,"nDenselayer":6}'}
 BENCH=${BENCH:-'--setup 64:256:8 --setup 64:128:8 --steps 8'}
+COMPILE=${COMPILE:-'--setup 64:256:8 --steps 8'}
 DEVICE=${DEVICE:-cuda}   # DEVICE=cpu and small STEPS, UPSTREAM, BENCH: a dry run of the script itself
 PARTS=${PARTS:-tests bench variants verdict probe}
 # the ladder's and the verdict's semkt settings: the candidate for the defaults
@@ -80,6 +82,9 @@ part bench && section "Training step (bench_step), nFeat 64, batch 8, $BENCH_CON
     python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE "--config '$BENCH_CONFIG'"
 part variants && section "Training step, settings side by side" 90 bench_variants.txt \
     python3 "$ROOT/benchmarks/bench_step.py" $BENCH --device $DEVICE "$VARIANTS"
+part compile && section "torch.compile of semkt's parts against eager (bench_compile)" 150 bench_compile.txt \
+    "python3 '$ROOT/benchmarks/bench_compile.py' --part teacher $COMPILE --device $DEVICE &&" \
+    "python3 '$ROOT/benchmarks/bench_compile.py' --part histogram $COMPILE --device $DEVICE"
 
 verdict() {  # the seeds in parallel, then the table from their cached runs
     for ((s = 0; s < SEEDS; s++)); do
