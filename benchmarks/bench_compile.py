@@ -24,25 +24,28 @@ from torch._dynamo.utils import counters
 
 import semkt_plugin.strategies.skt.strategy as skt_strategy
 
+#: the parts that can be compiled, each as where the step looks it up: the plugin's table of callables for the
+#: teacher, the strategy module's namespace for the loss (it calls ``histogram_loss`` by that name)
+PARTS = {"teacher": lambda skt: (skt.graphed, "teacher"),
+         "histogram": lambda skt: (vars(skt_strategy), "histogram_loss")}
+
 
 def setters(skt, parts: list[str]) -> dict[str, Callable[[], None]]:
-    """``{side: set_parts}``: each sets every named part to that side's form."""
-    eager = {"teacher": skt.graphed["teacher"], "histogram": skt_strategy.histogram_loss}
-    compiled = {part: torch.compile(eager[part]) for part in parts}
+    """``{side: set_parts}``: each sets every named part to that side's form, eager or compiled."""
+    homes = {part: PARTS[part](skt) for part in parts}
+    eager = {part: table[name] for part, (table, name) in homes.items()}
+    compiled = {part: torch.compile(form) for part, form in eager.items()}
 
     def assign(forms: dict) -> None:
-        for part in parts:
-            if part == "teacher":
-                skt.graphed["teacher"] = forms[part]
-            else:  # the strategy calls the loss by its module-level name
-                skt_strategy.histogram_loss = forms[part]
+        for part, (table, name) in homes.items():
+            table[name] = forms[part]
 
     return {"eager": lambda: assign(eager), "compiled": lambda: assign(compiled)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["teacher", "histogram"], required=True,
+    parser.add_argument("--part", action="append", choices=list(PARTS), required=True,
                         help="a part to compile (repeatable: all named parts are compiled together)")
     parser.add_argument("--setup", default="16:128:2", help="nFeat:size:batch")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per side")
