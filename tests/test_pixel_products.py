@@ -9,6 +9,13 @@ from torch import Tensor
 from semkt_plugin.strategies.skt.pixel_products import channel_gram, cosine_gram, pixel_mix, split_k
 
 
+def rows(m: int, layout: str, g: torch.Generator) -> Tensor:
+    """A ``(2, m, 64)`` float64 map's rows that need a gradient: ``"rows"`` contiguous, ``"pixels"`` strided as a
+    channels-last map's rows are (its pixels contiguous)."""
+    x = torch.randn(2, 64, m, generator=g, dtype=torch.float64).transpose(1, 2)
+    return (x if layout == "pixels" else x.contiguous()).requires_grad_()
+
+
 def test_split_k_slices_evenly():
     assert [split_k(p) for p in (256 * 256, 128 * 128, 64 * 64, 1000, 9 * 7, 3000)] == [64, 16, 4, 1, 1, 2]
     a, b = torch.randn(3, 5, 4096), torch.randn(3, 7, 4096)
@@ -21,13 +28,7 @@ def test_cosine_gram_and_its_backward_equal_normalised_rows(layout, slices):
     """The written-out backward against autograd through ``F.normalize`` (float64, so the check is exact to
     rounding), in both memory layouts the block makes, with a zero row whose clamped norm takes no gradient."""
     g = torch.Generator().manual_seed(1)
-
-    def rows(m: int) -> Tensor:
-        x = torch.randn(2, 64, m, generator=g, dtype=torch.float64)  # (B, P, M): channels-last rows are strided
-        x = x.transpose(1, 2) if layout == "pixels" else x.transpose(1, 2).contiguous()
-        return x.requires_grad_()
-
-    a, b = rows(5), rows(7)
+    a, b = rows(5, layout, g), rows(7, layout, g)
     with torch.no_grad():
         a[1, 2] = 0
     expected = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(1, 2)
@@ -47,14 +48,9 @@ def test_cosine_gram_and_its_backward_equal_normalised_rows(layout, slices):
 def test_pixel_mix_and_its_backward_equal_the_plain_product(layout, slices):
     """Output in the residual's layout, the input's gradient in the input's layout, all equal to autograd's."""
     g = torch.Generator().manual_seed(2)
-
-    def rows(m: int) -> Tensor:
-        x = torch.randn(2, 64, m, generator=g, dtype=torch.float64)
-        return (x.transpose(1, 2) if layout == "pixels" else x.transpose(1, 2).contiguous()).requires_grad_()
-
     mix = torch.randn(2, 5, 7, generator=g, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
-    residual, x = rows(5), rows(7)
+    residual, x = rows(5, layout, g), rows(7, layout, g)
     out = pixel_mix(residual, mix, x, bias, slices)
     expected = residual + bias[:, None] + mix @ x
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
