@@ -23,6 +23,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from semkt_plugin import wrap
 from semkt_plugin.strategies.skt import losses
 
+#: the names the step's parts are marked with (each part's ``record_function`` range starts with one)
+MARKS = ("semkt.", "orm.", "backward")
+
 
 def mark(module: torch.nn.Module, name: str) -> None:
     """Mark every forward of ``module`` as ``name`` in the profile."""
@@ -95,7 +98,7 @@ def main() -> None:
     # on a GPU each mark is listed twice, as the host's range and as the GPU's annotation of it: one line each
     parts: dict[str, list[float]] = {}
     for e in events:
-        if e.key.startswith(("semkt.", "orm.", "backward")):
+        if e.key.startswith(MARKS):
             device, host = parts.setdefault(e.key, [0.0, 0.0])
             parts[e.key] = [max(device, e.device_time_total if cuda else e.cpu_time_total),
                             max(host, e.cpu_time_total)]
@@ -113,7 +116,7 @@ def self_time_by_part(events) -> dict[str, list[list[float]]]:
     """``{part: [[forward conv, forward other], [backward conv, backward other]]}``, self CPU µs, parts being the
     marks above; unmarked host work (the optimiser's update, the loss terms' own operators) is ``other``."""
     def mark(e) -> str:
-        while e is not None and not e.name.startswith(("semkt.", "orm.", "backward")):
+        while e is not None and not e.name.startswith(MARKS):
             e = e.cpu_parent
         return "other" if e is None else e.name
 
@@ -129,7 +132,7 @@ def self_time_by_part(events) -> dict[str, list[list[float]]]:
             made.setdefault(e.sequence_nr, part)
     times: dict[str, list[list[float]]] = {}
     for e, part in zip(events, marks):
-        if e.name.startswith(("semkt.", "orm.", "backward", "autograd::engine")):
+        if e.name.startswith((*MARKS, "autograd::engine")):
             continue
         direction = 0
         if part == "backward":
